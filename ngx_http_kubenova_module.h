@@ -1,0 +1,50 @@
+/*
+ * What the KubeNova handlers share: the module's configuration and the
+ * per-worker state hung from it.
+ */
+
+#ifndef _NGX_HTTP_KUBENOVA_MODULE_H_INCLUDED_
+#define _NGX_HTTP_KUBENOVA_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_kubenova_pg.h"
+#include "ngx_kubenova_metrics.h"
+
+
+#define NGX_HTTP_KUBENOVA_VERSION  "0.1.0"
+
+
+typedef struct {
+    ngx_kubenova_pg_conf_t   *pg;            /* NULL: no kubenova_postgres */
+    ngx_shm_zone_t           *metrics_zone;
+
+    /* this worker's, set after fork in init_process */
+    ngx_kubenova_pg_pool_t   *pool;
+} ngx_http_kubenova_main_conf_t;
+
+
+typedef struct {
+    ngx_int_t                 handler;       /* ngx_kubenova_handler_e or -1 */
+} ngx_http_kubenova_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_kubenova_module;
+
+
+ngx_kubenova_pg_pool_t *ngx_http_kubenova_pool(ngx_http_request_t *r);
+ngx_kubenova_metrics_t *ngx_http_kubenova_metrics(ngx_http_request_t *r);
+
+/* ngx_kubenova_health.c */
+ngx_int_t ngx_kubenova_healthz_handler(ngx_http_request_t *r);
+ngx_int_t ngx_kubenova_readyz_handler(ngx_http_request_t *r);
+ngx_int_t ngx_kubenova_metrics_handler(ngx_http_request_t *r);
+
+/* NGX_DECLINED for GET and HEAD, else the result of answering 405 */
+ngx_int_t ngx_kubenova_only_get(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_KUBENOVA_MODULE_H_INCLUDED_ */
