@@ -213,7 +213,7 @@ ngx_http_kubenova_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t               *value, name, arg;
     ngx_int_t                n;
     ngx_uint_t               i;
-    ngx_msec_t               ms;
+    ngx_msec_t              *timeout;
     ngx_kubenova_pg_conf_t  *pc;
 
     if (kmcf->pg) {
@@ -276,31 +276,32 @@ ngx_http_kubenova_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        ms = ngx_parse_time(&arg, 0);
-
-        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (name.len == 13 && ngx_strncmp(name.data, "queue_timeout", 13) == 0)
+        if (name.len == 13
+            && ngx_strncmp(name.data, "queue_timeout", 13) == 0)
         {
-            pc->queue_timeout = ms;
+            timeout = &pc->queue_timeout;
 
         } else if (name.len == 15
                    && ngx_strncmp(name.data, "connect_timeout", 15) == 0)
         {
-            pc->connect_timeout = ms;
+            timeout = &pc->connect_timeout;
 
         } else if (name.len == 13
                    && ngx_strncmp(name.data, "query_timeout", 13) == 0)
         {
-            pc->query_timeout = ms;
+            timeout = &pc->query_timeout;
 
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "unknown parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *timeout = ngx_parse_time(&arg, 0);
+
+        if (*timeout == (ngx_msec_t) NGX_ERROR || *timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time in \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
     }

@@ -24,6 +24,7 @@ ngx_kubenova_pg_conninfo_parse(ngx_conf_t *cf, ngx_str_t *conninfo,
     ngx_kubenova_pg_conf_t *pc)
 {
     char              *err, *rv;
+    size_t             len;
     const char        *hosts, *hostaddr;
     ngx_uint_t         n, i, have_app;
     PQconninfoOption  *opts, *o;
@@ -32,9 +33,15 @@ ngx_kubenova_pg_conninfo_parse(ngx_conf_t *cf, ngx_str_t *conninfo,
     opts = PQconninfoParse((const char *) conninfo->data, &err);
 
     if (opts == NULL) {
+        len = err ? ngx_strlen(err) : 0;
+
+        while (len && err[len - 1] == '\n') {
+            len--;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid PostgreSQL conninfo \"%V\": %s",
-                           conninfo, err ? err : "out of memory");
+                           "invalid PostgreSQL conninfo \"%V\": %*s",
+                           conninfo, len, err ? err : "");
         if (err) {
             PQfreemem(err);
         }

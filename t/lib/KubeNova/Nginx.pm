@@ -134,11 +134,13 @@ overrides the wait.
 
 =item reload(%opt)
 
-Sends SIGHUP and waits (up to C<timeout>) until the reload took effect: with
-a master process until new workers exist and the old ones are gone, in
-single-process mode until "reconfiguring" was logged. Returns 1 on success,
-0 if nginx logged an C<[emerg]> (config rejected; the old config stays
-active) or the wait timed out.
+Sends SIGHUP and waits (up to C<timeout>) until the reload took effect: new
+workers exist and every old worker has exited or is "shutting down" (no
+longer accepting). Returns 1 on success, 0 if nginx logged an C<[emerg]>
+(config rejected; the old config stays active) or the wait timed out.
+Needs C<< master_process => 1 >> (croaks otherwise): a single-process nginx
+logs "reconfiguring" on SIGHUP but keeps serving the old configuration,
+which is also why Test::Nginx forces master_on in its HUP mode.
 
 =item error_log_offset() / error_log_since($offset)
 
@@ -210,14 +212,14 @@ use File::Spec;
 use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(:sys_wait_h SIGQUIT SIGTERM SIGKILL SIGHUP);
-use Scalar::Util qw(weaken);
+use Scalar::Util qw(refaddr);
 use Socket qw(SOL_SOCKET SO_ERROR);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(http_request http_get http_send_raw parse_http_response);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
-my @Instances;    # weak refs to every instance that was started
+my %Started;    # refaddr => instance, for every nginx started and not stopped
 
 sub _env_bool {
     my ($v) = @_;
@@ -248,8 +250,8 @@ sub new {
         timeout => $ENV{TEST_NGINX_TIMEOUT} || 3,
         fast_shutdown => _env_bool($ENV{TEST_NGINX_FAST_SHUTDOWN}),
         keep_running => _env_bool($ENV{TEST_NGINX_NO_CLEAN}),
-        %opt,
     }, $class;
+    $self->configure(%opt);
 
     $self->{servroot} = File::Spec->rel2abs($self->{servroot});
     $self->{servroot} =~ s{/+$}{};
@@ -515,10 +517,7 @@ sub _children_of {
 
 sub _is_nginx {
     my ($pid) = @_;
-    open my $fh, '<', "/proc/$pid/cmdline" or return 0;
-    my $cmd = do { local $/; <$fh> } // '';
-    close $fh;
-    return $cmd =~ /nginx/;
+    return _cmdline($pid) =~ /nginx/;
 }
 
 sub _wait_gone {
@@ -581,9 +580,7 @@ sub spawn {
 
 sub _register {
     my ($self) = @_;
-    return if grep { defined $_ && $_ == $self } @Instances;
-    push @Instances, $self;
-    weaken($Instances[-1]);
+    $Started{ refaddr $self } = $self;
     _install_signal_handlers();
 }
 
@@ -652,6 +649,7 @@ sub stop {
     my $timeout = $opt{timeout} // $self->{timeout};
     my $pid = $self->pid // $self->{started_pid};
     delete $self->{started_pid};
+    delete $Started{ refaddr $self };
 
     unless (_alive($pid)) {
         unlink $self->pid_file;
@@ -684,38 +682,49 @@ sub stop {
     return 1;
 }
 
+sub _cmdline {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/cmdline" or return '';
+    my $cmd = do { local $/; <$fh> } // '';
+    close $fh;
+    $cmd =~ tr/\0/ /;
+    return $cmd;
+}
+
+# Old workers stop accepting once they got QUIT (their title then says
+# "is shutting down"); they may linger while they finish open requests.
+sub _old_workers_retired {
+    my (@old) = @_;
+    return !grep { _alive($_) && _cmdline($_) !~ /shutting down/ } @old;
+}
+
 sub reload {
     my ($self, %opt) = @_;
+    croak "reload() needs master_process on: a single-process nginx keeps "
+        . "serving the old configuration after SIGHUP"
+        unless $self->{master_process};
     my $timeout = $opt{timeout} // $self->{timeout};
     my $pid = $self->pid;
     croak "nginx is not running" unless _alive($pid);
 
     my $offset = $self->error_log_offset;
-    my %old = map { $_ => 1 } _children_of($pid);
+    my @old = _children_of($pid);
+    my %old = map { $_ => 1 } @old;
     kill SIGHUP, $pid or croak "cannot send HUP to $pid: $!";
 
     my $deadline = time + $timeout;
     while (time <= $deadline) {
         sleep 0.02;
-        my $log = $self->error_log_since($offset);
-        return 0 if $log =~ /\[emerg\]/;
-        if (%old) {
-            my @now = _children_of($pid);
-            my @new = grep { !$old{$_} } @now;
-            my @old_left = grep { $old{$_} } @now;
-            return 1 if @new && !@old_left;
-        } elsif ($log =~ /reconfiguring/) {
-            sleep 0.05;    # let the new cycle settle
-            return $self->error_log_since($offset) =~ /\[emerg\]/ ? 0 : 1;
-        }
+        return 0 if $self->error_log_since($offset) =~ /\[emerg\]/;
+        my @new = grep { !$old{$_} } _children_of($pid);
+        return 1 if @new && _old_workers_retired(@old);
     }
     return 0;
 }
 
 sub _stop_all {
-    for my $ngx (grep { defined } @Instances) {
+    for my $ngx (values %Started) {
         next if $ngx->{keep_running};
-        next unless defined $ngx->{started_pid};
         eval { $ngx->stop; 1 } or warn $@;
     }
 }
@@ -827,8 +836,10 @@ sub http_send_raw {
     my $off = 0;
     my $writing = defined $cur;
 
+    local $SIG{PIPE} = 'IGNORE';    # the server may close while we write
     my $sel = IO::Select->new($sock);
     while (1) {
+        $! = 0;
         my ($r, $w) = IO::Select->select($sel, $writing ? $sel : undef,
                                          undef, $timeout);
         if (!$r && !$w) {

@@ -239,7 +239,7 @@ sub send_request {
     my $out = http_send_raw(
         host => $addr, port => $ServerPortForClient, packets => $packets,
         middle_delay => $middle_delay, timeout => $timeout,
-        shutdown => $block->shutdown,
+        shutdown => scalar $block->shutdown,
     );
 
     if ($out->{error} && $out->{error} =~ /^cannot connect/) {
@@ -297,7 +297,7 @@ sub run_test_helper {
     for my $one_req (@reqs) {
         my ($raw, $head_req) = $dry_run
             ? ("200 OK HTTP/1.0\r\nContent-Length: 0\r\n\r\n", 0)
-            : send_request($one_req, $block->raw_request_middle_delay,
+            : send_request($one_req, scalar $block->raw_request_middle_delay,
                            $timeout, $block);
 
         if ($block->pipelined_requests) {

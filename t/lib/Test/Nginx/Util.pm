@@ -490,14 +490,14 @@ sub _restart_nginx {
             join(' ', (map { "load_module $_;" } @{ $ngx->load_modules }),
                  $block->main_config // ''),
             $name, $rand_ports),
-        http_config      => expand_env_in_text($block->http_config,
+        http_config      => expand_env_in_text(scalar $block->http_config,
                                                $name, $rand_ports),
-        post_main_config => expand_env_in_text($block->post_main_config,
+        post_main_config => expand_env_in_text(scalar $block->post_main_config,
                                                $name, $rand_ports),
         config           => $config,
-        error_log_file   => expand_env_in_text($block->error_log_file,
+        error_log_file   => expand_env_in_text(scalar $block->error_log_file,
                                                $name, $rand_ports),
-        server_name      => $block->server_name,
+        server_name      => scalar $block->server_name,
         log_level        => $block->log_level || $LogLevel,
         no_load_modules  => 1,
     );
@@ -529,7 +529,7 @@ sub run_test {
 
     my $rand_ports = {};
     $RandPorts = $rand_ports;
-    my $config = expand_env_in_text($block->config, $name, $rand_ports);
+    my $config = expand_env_in_text(scalar $block->config, $name, $rand_ports);
 
     my $should_restart = 0;
     if (!defined $config) {

@@ -1,0 +1,34 @@
+# KubeNova.  The two commands a newcomer needs:
+#   make run    a local Manager (PostgreSQL + nginx with the module)
+#   make test   install what is missing, build, start servers, run every test
+#
+# Also: make (the module), make test-asan (the suite under ASan/UBSan),
+# make bench, make clean.
+
+.PHONY: all module deps run test test-asan bench clean
+
+all: module
+
+deps:
+	@scripts/install-deps.sh build
+
+module: deps
+	@scripts/build-module.sh
+
+run:
+	@scripts/run-manager.sh
+
+test:
+	@scripts/install-deps.sh test
+	@t/harness
+
+test-asan:
+	@scripts/install-deps.sh test
+	@scripts/test-asan.sh
+
+bench:
+	@scripts/install-deps.sh test
+	@bench/rest-baseline
+
+clean:
+	rm -rf build t/servroot

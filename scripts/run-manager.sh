@@ -1,0 +1,54 @@
+#!/bin/bash
+# "make run": a local Manager for a newcomer.  PostgreSQL in run/pgdata
+# (initdb on first run), migrations applied, Debian's nginx loading the
+# module with conf/nginx.conf, in the foreground until Ctrl-C.
+#
+#   KN_HTTP_PORT (default 8080)   KN_PG_PORT (default 15432)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+run=$repo/run
+http_port=${KN_HTTP_PORT:-8080}
+pg_port=${KN_PG_PORT:-15432}
+conninfo="host=127.0.0.1 port=$pg_port dbname=kubenova user=postgres"
+
+"$repo/scripts/install-deps.sh" run
+so=$("$repo/scripts/build-module.sh")
+
+mkdir -p "$run"/{logs,temp,modules,conf}
+chmod 755 "$run"
+"$repo/scripts/pg.sh" start "$run/pgdata" "$pg_port"
+"$repo/sql/migrate" "$conninfo"
+
+ln -sf "$so" "$run/modules/ngx_http_kubenova_module.so"
+sed -e "s|host=127.0.0.1 port=5432 dbname=kubenova user=kubenova|$conninfo|" \
+    -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$http_port;|" \
+    "$repo/conf/nginx.conf" > "$run/conf/nginx.conf"
+[ "$(id -u)" = 0 ] && sed -i '1i user root;' "$run/conf/nginx.conf"
+
+stop() {
+    nginx -p "$run" -c conf/nginx.conf -s quit 2>/dev/null || true
+    "$repo/scripts/pg.sh" stop "$run/pgdata"
+}
+trap stop EXIT
+
+nginx -p "$run" -c conf/nginx.conf -t -q
+nginx -p "$run" -c conf/nginx.conf -g "daemon off;" &
+nginx_pid=$!
+
+for _ in $(seq 50); do
+    curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+cat <<MSG
+
+KubeNova Manager is listening on http://127.0.0.1:$http_port
+  curl http://127.0.0.1:$http_port/readyz
+  curl http://127.0.0.1:$http_port/metrics
+PostgreSQL: $conninfo   (data in $run/pgdata)
+Logs: $run/logs/   Stop with Ctrl-C.
+
+MSG
+
+wait "$nginx_pid"
