@@ -62,6 +62,7 @@ struct ngx_kubenova_pg_pool_s {
 };
 
 
+static void ngx_kubenova_pg_pool_cleanup(void *data);
 static void ngx_kubenova_pg_connect(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_connect_poll(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_connect_failed(ngx_kubenova_pg_conn_t *kc,
@@ -101,6 +102,7 @@ ngx_kubenova_pg_pool_create(ngx_cycle_t *cycle, ngx_kubenova_pg_conf_t *conf,
     ngx_kubenova_metrics_t *metrics)
 {
     ngx_uint_t               i;
+    ngx_pool_cleanup_t      *cln;
     ngx_kubenova_pg_conn_t  *kc;
     ngx_kubenova_pg_pool_t  *pool;
 
@@ -120,6 +122,16 @@ ngx_kubenova_pg_pool_create(ngx_cycle_t *cycle, ngx_kubenova_pg_conf_t *conf,
     pool->log = cycle->log;
     pool->nconns = conf->size;
     ngx_queue_init(&pool->waiting);
+
+    /* the pool never outlives its cycle, whichever way the cycle ends */
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_kubenova_pg_pool_cleanup;
+    cln->data = pool;
 
     pool->dispatch.handler = ngx_kubenova_pg_dispatch_handler;
     pool->dispatch.data = pool;
@@ -164,6 +176,13 @@ ngx_kubenova_pg_pool_destroy(ngx_kubenova_pg_pool_t *pool)
     }
 
     ngx_kubenova_pg_fail_waiters(pool, NGX_KUBENOVA_PG_UNAVAILABLE);
+}
+
+
+static void
+ngx_kubenova_pg_pool_cleanup(void *data)
+{
+    ngx_kubenova_pg_pool_destroy(data);
 }
 
 
@@ -841,6 +860,13 @@ ngx_kubenova_pg_statement_done(ngx_kubenova_pg_conn_t *kc)
     PGresult                 *res;
     ngx_kubenova_pg_lease_t  *lease;
 
+    if (kc->result == NULL) {
+        /* libpq gave no result at all: treat as a broken connection */
+        ngx_kubenova_pg_broken(kc, NGX_KUBENOVA_PG_CONN_LOST,
+                               "no result for the statement");
+        return;
+    }
+
     kc->in_flight = 0;
 
     if (kc->timer.timer_set) {
@@ -851,22 +877,12 @@ ngx_kubenova_pg_statement_done(ngx_kubenova_pg_conn_t *kc)
     kc->result = NULL;
 
     if (kc->state == NGX_KUBENOVA_PG_RESETTING) {
-        if (res) {
-            PQclear(res);
-        }
-
+        PQclear(res);
         ngx_kubenova_pg_reset(kc);
         return;
     }
 
     lease = kc->lease;
-
-    if (res == NULL) {
-        /* libpq gave no result at all: treat as a broken connection */
-        ngx_kubenova_pg_broken(kc, NGX_KUBENOVA_PG_CONN_LOST,
-                               "no result for the statement");
-        return;
-    }
 
     /* the callback may send the next statement or release the lease */
 
