@@ -418,7 +418,7 @@ $http_config
         listen          $self->{port};
         #placeholder
         server_name     '$server_name';
-
+        
         client_max_body_size 30M;
         #client_body_buffer_size 4k;
 
@@ -487,7 +487,8 @@ sub _proc_state {
     open my $fh, '<', "/proc/$pid/stat" or return undef;
     my $stat = <$fh>;
     close $fh;
-    return undef unless defined $stat && $stat =~ /\)\s+(\S)\s+(\d+)/;
+    # "pid (comm) state ppid ...", comm may itself contain ") "
+    return undef unless defined $stat && $stat =~ /^\d+ \(.*\) (\S) (\d+)/s;
     return ($1, $2);    # state, ppid
 }
 
@@ -591,8 +592,9 @@ sub start {
 
     my $status = $self->spawn(%opt);
     if ($status != 0) {
-        croak sprintf "nginx failed to start (exit code %d, %s):\n%s",
-            $status >> 8, join(' ', $self->_command), $self->_log_tail;
+        croak sprintf "nginx failed to start (exit code %d): %s\n%s\n%s",
+            $status >> 8, $self->_last_emerg, join(' ', $self->_command),
+            $self->_log_tail;
     }
 
     my $deadline = time + $self->{timeout} + 2;
@@ -630,6 +632,16 @@ sub _log_tail {
     my @lines = _read_from($self->error_log_file, 0);
     splice @lines, 0, @lines - $n if @lines > $n;
     return join '', @lines;
+}
+
+sub _last_emerg {
+    my ($self) = @_;
+    my ($line) = reverse grep { /\[(?:emerg|alert)\]/ }
+                         _read_from($self->error_log_file, 0);
+    return 'see error.log' unless defined $line;
+    chomp $line;
+    $line =~ s/^\S+ \S+ //;    # drop the timestamp
+    return $line;
 }
 
 # A previous run (or TEST_NGINX_NO_CLEAN) may have left an nginx behind in
