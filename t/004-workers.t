@@ -21,18 +21,3 @@ GET /readyz
 --- no_error_log
 [alert]
 [emerg]
-
-
-
-=== TEST 2: metrics add up both workers
---- http_config
-    kubenova_postgres "$TEST_NGINX_PG_CONNINFO" pool=2;
---- config
-    location = /metrics { kubenova_metrics; }
---- request
-GET /metrics
---- error_code: 200
---- response_body_like: \nkubenova_workers 2\n
---- no_error_log
-[alert]
-[emerg]

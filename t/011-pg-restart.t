@@ -41,6 +41,7 @@ ok wait_for(sub { my @w = $ngx->worker_pids; @w == 2 }), "two workers";
 my @workers = sort $ngx->worker_pids;
 ok wait_for(sub { metrics() =~ /state="idle"\} 6$/m }),
     'both workers connected 3 each' or diag metrics();
+like metrics(), qr/^kubenova_workers 2$/m, 'metrics add up both workers';
 is readyz(), 200, 'ready before the restart';
 
 pg_ctl('restart');
