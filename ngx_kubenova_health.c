@@ -10,24 +10,11 @@
 
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_json.h"
+#include "ngx_kubenova_http_pg.h"
 
 
-typedef struct {
-    ngx_http_request_t       *request;
-    ngx_kubenova_pg_lease_t   lease;
-} ngx_kubenova_readyz_ctx_t;
-
-
-static void ngx_kubenova_readyz_acquired(ngx_kubenova_pg_lease_t *lease,
-    ngx_int_t rc);
-static ngx_int_t ngx_kubenova_readyz_query(ngx_kubenova_readyz_ctx_t *ctx);
-static void ngx_kubenova_readyz_result(ngx_kubenova_pg_lease_t *lease,
-    ngx_int_t rc, PGresult *res);
-static ngx_int_t ngx_kubenova_readyz_unavailable(ngx_http_request_t *r,
-    ngx_int_t rc);
-static void ngx_kubenova_readyz_finish(ngx_kubenova_readyz_ctx_t *ctx,
-    ngx_int_t rc);
-static void ngx_kubenova_readyz_cleanup(void *data);
+static ngx_int_t ngx_kubenova_readyz_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, PGresult *res);
 
 
 static const char  ngx_kubenova_readyz_sql[] =
@@ -112,10 +99,7 @@ ngx_kubenova_metrics_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_kubenova_readyz_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
-    ngx_http_cleanup_t         *cln;
-    ngx_kubenova_pg_pool_t     *pool;
-    ngx_kubenova_readyz_ctx_t  *ctx;
+    ngx_int_t  rc;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -127,51 +111,10 @@ ngx_kubenova_readyz_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    pool = ngx_http_kubenova_pool(r);
-
-    if (pool == NULL) {
-        return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "database_not_configured",
-                                       "kubenova_postgres is not configured");
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_kubenova_readyz_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->request = r;
-    ctx->lease.on_acquired = ngx_kubenova_readyz_acquired;
-    ctx->lease.on_result = ngx_kubenova_readyz_result;
-    ctx->lease.data = ctx;
-    ctx->lease.log = r->connection->log;
-
-    /* runs however the request ends, a client gone away included */
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_kubenova_readyz_cleanup;
-    cln->data = ctx;
-
-    rc = ngx_kubenova_pg_acquire(pool, &ctx->lease);
-
-    if (rc == NGX_OK) {
-        rc = ngx_kubenova_readyz_query(ctx);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-    } else if (rc != NGX_AGAIN) {
-        return ngx_kubenova_readyz_unavailable(r, rc);
-    }
-
-    /* notice a client that goes away while the database works */
-
-    if (!r->discard_body) {
-        r->read_event_handler = ngx_http_test_reading;
+    rc = ngx_kubenova_http_pg_run(r, ngx_kubenova_readyz_sql, 0, NULL,
+                                  ngx_kubenova_readyz_done, NULL);
+    if (rc != NGX_AGAIN) {
+        return rc;
     }
 
     r->main->count++;
@@ -180,59 +123,12 @@ ngx_kubenova_readyz_handler(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_kubenova_readyz_acquired(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc)
-{
-    ngx_kubenova_readyz_ctx_t  *ctx = lease->data;
-
-    if (rc != NGX_OK) {
-        ngx_kubenova_readyz_finish(ctx,
-                          ngx_kubenova_readyz_unavailable(ctx->request, rc));
-        return;
-    }
-
-    rc = ngx_kubenova_readyz_query(ctx);
-
-    if (rc != NGX_OK) {
-        ngx_kubenova_readyz_finish(ctx, rc);
-    }
-}
-
-
 static ngx_int_t
-ngx_kubenova_readyz_query(ngx_kubenova_readyz_ctx_t *ctx)
-{
-    if (ngx_kubenova_pg_send(&ctx->lease, ngx_kubenova_readyz_sql,
-                             0, NULL, NULL)
-        != NGX_OK)
-    {
-        ngx_kubenova_pg_release(&ctx->lease);
-        return ngx_kubenova_readyz_unavailable(ctx->request,
-                                               NGX_KUBENOVA_PG_CONN_LOST);
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_kubenova_readyz_result(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc,
+ngx_kubenova_readyz_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
     PGresult *res)
 {
-    ngx_kubenova_readyz_ctx_t  *ctx = lease->data;
-
-    char                *sqlstate;
-    ngx_int_t            version;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    ngx_kubenova_pg_release(lease);
-
-    if (rc != NGX_OK) {
-        ngx_kubenova_readyz_finish(ctx, ngx_kubenova_readyz_unavailable(r, rc));
-        return;
-    }
+    char       *sqlstate;
+    ngx_int_t   version;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -244,73 +140,23 @@ ngx_kubenova_readyz_result(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc,
         /* 42P01: undefined_table, the migrations were never applied */
 
         if (sqlstate && ngx_strcmp(sqlstate, "42P01") == 0) {
-            ngx_kubenova_readyz_finish(ctx,
-                ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "schema_missing",
-                                        "the database schema is not "
-                                        "migrated"));
-            return;
+            return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "schema_missing",
+                                           "the database schema is not "
+                                           "migrated");
         }
 
-        ngx_kubenova_readyz_finish(ctx,
-            ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "database_error",
-                                    "the readiness query failed"));
-        return;
+        return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "database_error",
+                                       "the readiness query failed");
     }
 
     version = ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
                        PQgetlength(res, 0, 0));
 
-    ngx_kubenova_readyz_finish(ctx,
-        ngx_kubenova_json_send(r, NGX_HTTP_OK,
-                               json_pack("{s:s,s:s,s:I}", "status", "ready",
-                                         "database", "ok",
-                                         "schema_version",
-                                         (json_int_t) version)));
-}
-
-
-static ngx_int_t
-ngx_kubenova_readyz_unavailable(ngx_http_request_t *r, ngx_int_t rc)
-{
-    const char  *code;
-
-    switch (rc) {
-
-    case NGX_KUBENOVA_PG_QUEUE_FULL:
-    case NGX_KUBENOVA_PG_QUEUE_TIMEOUT:
-        code = "database_busy";
-        break;
-
-    default:
-        code = "database_unavailable";
-        break;
-    }
-
-    return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, code,
-                                   ngx_kubenova_pg_strerror(rc));
-}
-
-
-static void
-ngx_kubenova_readyz_finish(ngx_kubenova_readyz_ctx_t *ctx, ngx_int_t rc)
-{
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_kubenova_readyz_cleanup(void *data)
-{
-    ngx_kubenova_readyz_ctx_t  *ctx = data;
-
-    ngx_kubenova_pg_release(&ctx->lease);
+    return ngx_kubenova_json_send(r, NGX_HTTP_OK,
+                                  json_pack("{s:s,s:s,s:I}", "status", "ready",
+                                            "database", "ok",
+                                            "schema_version",
+                                            (json_int_t) version));
 }

@@ -1,0 +1,222 @@
+/*
+ * One PostgreSQL statement on behalf of an HTTP request (see the header).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kubenova_module.h"
+#include "ngx_kubenova_http_pg.h"
+#include "ngx_kubenova_json.h"
+
+
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_kubenova_pg_lease_t        lease;
+    const char                    *sql;
+    int                            nparams;
+    const char                   **values;
+    ngx_kubenova_http_pg_done_pt   done;
+    void                          *data;
+} ngx_kubenova_http_pg_ctx_t;
+
+
+static ngx_int_t ngx_kubenova_http_pg_send(ngx_kubenova_http_pg_ctx_t *ctx);
+static void ngx_kubenova_http_pg_acquired(ngx_kubenova_pg_lease_t *lease,
+    ngx_int_t rc);
+static void ngx_kubenova_http_pg_result(ngx_kubenova_pg_lease_t *lease,
+    ngx_int_t rc, PGresult *res);
+static void ngx_kubenova_http_pg_finish(ngx_kubenova_http_pg_ctx_t *ctx,
+    ngx_int_t rc);
+static void ngx_kubenova_http_pg_cleanup(void *data);
+
+
+ngx_int_t
+ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
+    const char *const *values, ngx_kubenova_http_pg_done_pt done, void *data)
+{
+    int                          i;
+    size_t                       len;
+    ngx_int_t                    rc;
+    ngx_http_cleanup_t          *cln;
+    ngx_kubenova_pg_pool_t      *pool;
+    ngx_kubenova_http_pg_ctx_t  *ctx;
+
+    pool = ngx_http_kubenova_pool(r);
+
+    if (pool == NULL) {
+        return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "database_not_configured",
+                                       "kubenova_postgres is not configured");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_kubenova_http_pg_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the statement may wait in the queue: keep private copies */
+
+    if (nparams) {
+        ctx->values = ngx_palloc(r->pool, nparams * sizeof(char *));
+        if (ctx->values == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        for (i = 0; i < nparams; i++) {
+            if (values[i] == NULL) {
+                ctx->values[i] = NULL;
+                continue;
+            }
+
+            len = ngx_strlen(values[i]) + 1;
+
+            ctx->values[i] = ngx_pnalloc(r->pool, len);
+            if (ctx->values[i] == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_memcpy((char *) ctx->values[i], values[i], len);
+        }
+    }
+
+    ctx->request = r;
+    ctx->sql = sql;
+    ctx->nparams = nparams;
+    ctx->done = done;
+    ctx->data = data;
+    ctx->lease.on_acquired = ngx_kubenova_http_pg_acquired;
+    ctx->lease.on_result = ngx_kubenova_http_pg_result;
+    ctx->lease.data = ctx;
+    ctx->lease.log = r->connection->log;
+
+    /* runs however the request ends, a client gone away included */
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_kubenova_http_pg_cleanup;
+    cln->data = ctx;
+
+    rc = ngx_kubenova_pg_acquire(pool, &ctx->lease);
+
+    if (rc == NGX_OK) {
+        rc = ngx_kubenova_http_pg_send(ctx);
+        if (rc != NGX_AGAIN) {
+            return rc;
+        }
+
+    } else if (rc != NGX_AGAIN) {
+        return ngx_kubenova_http_pg_unavailable(r, rc);
+    }
+
+    /* notice a client that goes away while the database works */
+
+    if (!r->discard_body && r->reading_body == 0) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+ngx_int_t
+ngx_kubenova_http_pg_unavailable(ngx_http_request_t *r, ngx_int_t rc)
+{
+    const char  *code;
+
+    switch (rc) {
+
+    case NGX_KUBENOVA_PG_QUEUE_FULL:
+    case NGX_KUBENOVA_PG_QUEUE_TIMEOUT:
+        code = "database_busy";
+        break;
+
+    default:
+        code = "database_unavailable";
+        break;
+    }
+
+    return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, code,
+                                   ngx_kubenova_pg_strerror(rc));
+}
+
+
+static ngx_int_t
+ngx_kubenova_http_pg_send(ngx_kubenova_http_pg_ctx_t *ctx)
+{
+    if (ngx_kubenova_pg_send(&ctx->lease, ctx->sql, ctx->nparams,
+                             (const char *const *) ctx->values, NULL)
+        != NGX_OK)
+    {
+        ngx_kubenova_pg_release(&ctx->lease);
+        return ngx_kubenova_http_pg_unavailable(ctx->request,
+                                                NGX_KUBENOVA_PG_CONN_LOST);
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_kubenova_http_pg_acquired(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc)
+{
+    ngx_kubenova_http_pg_ctx_t  *ctx = lease->data;
+
+    if (rc != NGX_OK) {
+        ngx_kubenova_http_pg_finish(ctx,
+                    ngx_kubenova_http_pg_unavailable(ctx->request, rc));
+        return;
+    }
+
+    rc = ngx_kubenova_http_pg_send(ctx);
+
+    if (rc != NGX_AGAIN) {
+        ngx_kubenova_http_pg_finish(ctx, rc);
+    }
+}
+
+
+static void
+ngx_kubenova_http_pg_result(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc,
+    PGresult *res)
+{
+    ngx_kubenova_http_pg_ctx_t  *ctx = lease->data;
+
+    ngx_kubenova_pg_release(lease);
+
+    if (rc != NGX_OK) {
+        ngx_kubenova_http_pg_finish(ctx,
+                    ngx_kubenova_http_pg_unavailable(ctx->request, rc));
+        return;
+    }
+
+    ngx_kubenova_http_pg_finish(ctx,
+                                ctx->done(ctx->request, ctx->data, rc, res));
+}
+
+
+static void
+ngx_kubenova_http_pg_finish(ngx_kubenova_http_pg_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_kubenova_http_pg_cleanup(void *data)
+{
+    ngx_kubenova_http_pg_ctx_t  *ctx = data;
+
+    ngx_kubenova_pg_release(&ctx->lease);
+}
