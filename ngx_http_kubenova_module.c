@@ -15,6 +15,7 @@
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_pg_conninfo.h"
 #include "ngx_kubenova_json.h"
+#include "ngx_kubenova_api.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -37,7 +38,11 @@ static char *ngx_http_kubenova_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_kubenova_enable_metrics(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kubenova_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kubenova_exit_process(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_kubenova_api_handler(ngx_http_request_t *r);
+static char *ngx_http_kubenova_admin_token_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_kubenova_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_kubenova_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_kubenova_log_handler(ngx_http_request_t *r);
 
 
@@ -60,6 +65,30 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       ngx_http_kubenova_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_KUBENOVA_HANDLER_API,
+      NULL },
+
+    /* a token file for the first admin of a new installation */
+    { ngx_string("kubenova_admin_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_kubenova_admin_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* self-service POST /api/v1/signup */
+    { ngx_string("kubenova_signup"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, signup),
+      NULL },
+
+    /* largest API request body (413 past it) */
+    { ngx_string("kubenova_api_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, api_max_body),
       NULL },
 
     /* liveness: the worker answers */
@@ -91,7 +120,7 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_kubenova_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_kubenova_add_variables,       /* preconfiguration */
     ngx_http_kubenova_postconfiguration,   /* postconfiguration */
 
     ngx_http_kubenova_create_main_conf,    /* create main configuration */
@@ -122,7 +151,7 @@ ngx_module_t  ngx_http_kubenova_module = {
 
 
 static ngx_http_handler_pt  ngx_http_kubenova_content_handlers[] = {
-    ngx_http_kubenova_api_handler,         /* NGX_KUBENOVA_HANDLER_API */
+    ngx_kubenova_api_handler,              /* NGX_KUBENOVA_HANDLER_API */
     ngx_kubenova_healthz_handler,          /* NGX_KUBENOVA_HANDLER_HEALTHZ */
     ngx_kubenova_readyz_handler,           /* NGX_KUBENOVA_HANDLER_READYZ */
     ngx_kubenova_metrics_handler           /* NGX_KUBENOVA_HANDLER_METRICS */
@@ -165,6 +194,8 @@ ngx_http_kubenova_create_loc_conf(ngx_conf_t *cf)
     }
 
     klcf->handler = NGX_CONF_UNSET;
+    klcf->signup = NGX_CONF_UNSET;
+    klcf->api_max_body = NGX_CONF_UNSET;
 
     return klcf;
 }
@@ -173,7 +204,12 @@ ngx_http_kubenova_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_kubenova_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
+    ngx_http_kubenova_loc_conf_t  *prev = parent;
     ngx_http_kubenova_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->signup, prev->signup, 0);
+    ngx_conf_merge_off_value(conf->api_max_body, prev->api_max_body,
+                             1024 * 1024);
 
     /* a handler belongs to its own location only: it is never inherited */
 
@@ -447,34 +483,218 @@ ngx_http_kubenova_metrics(ngx_http_request_t *r)
 }
 
 
-/* the REST API */
+static char *
+ngx_http_kubenova_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (kmcf->has_admin_token) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_kubenova_token_load_file(cf, &value[1], kmcf->admin_token_hash)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    kmcf->has_admin_token = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* request identity and variables */
+
+
+static ngx_http_variable_t  ngx_http_kubenova_vars[] = {
+
+    /* stable before authentication: limit_req and limit_conn key on it */
+    { ngx_string("kubenova_principal"), NULL, ngx_http_kubenova_variable,
+      offsetof(ngx_http_kubenova_ctx_t, principal), 0, 0 },
+
+    /* known once the database has authenticated the caller */
+    { ngx_string("kubenova_user"), NULL, ngx_http_kubenova_variable,
+      offsetof(ngx_http_kubenova_ctx_t, user), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("kubenova_tenant"), NULL, ngx_http_kubenova_variable,
+      offsetof(ngx_http_kubenova_ctx_t, tenant), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
 
 
 static ngx_int_t
-ngx_http_kubenova_api_handler(ngx_http_request_t *r)
+ngx_http_kubenova_add_variables(ngx_conf_t *cf)
 {
-    ngx_int_t  rc;
+    ngx_http_variable_t  *var, *v;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (r->uri.len == sizeof("/api/v1") - 1
-        && ngx_strncmp(r->uri.data, "/api/v1", r->uri.len) == 0)
-    {
-        rc = ngx_kubenova_only_get(r);
-        if (rc != NGX_DECLINED) {
-            return rc;
+    for (v = ngx_http_kubenova_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
         }
 
-        return ngx_kubenova_json_send(r, NGX_HTTP_OK,
-                   json_pack("{s:s,s:s}", "name", "kubenova",
-                             "version", NGX_HTTP_KUBENOVA_VERSION));
+        var->get_handler = v->get_handler;
+        var->data = v->data;
     }
 
-    return ngx_kubenova_json_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                   "no such API endpoint");
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kubenova_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                *s;
+    ngx_http_kubenova_ctx_t  *ctx;
+
+    ctx = ngx_http_kubenova_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = (ngx_str_t *) ((u_char *) ctx + data);
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+ngx_http_kubenova_ctx_t *
+ngx_http_kubenova_get_ctx(ngx_http_request_t *r)
+{
+    u_char                         *p;
+    ngx_str_t                       token;
+    ngx_int_t                       rc;
+    ngx_http_kubenova_ctx_t        *ctx;
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kubenova_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kubenova_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_kubenova_module);
+
+    rc = ngx_kubenova_token_from_request(r, &token);
+
+    if (rc == NGX_OK) {
+        ngx_kubenova_token_hash(&token, ctx->token_hash);
+        ctx->has_token = 1;
+
+        kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
+
+        if (kmcf->has_admin_token
+            && ngx_kubenova_token_hash_equal(ctx->token_hash,
+                                             kmcf->admin_token_hash))
+        {
+            ctx->bootstrap_admin = 1;
+        }
+
+        /* a prefix of the hash names the caller without revealing much */
+
+        p = ngx_pnalloc(r->pool, sizeof("token:") - 1 + 16);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        ctx->principal.data = p;
+        p = ngx_cpymem(p, "token:", sizeof("token:") - 1);
+        p = ngx_cpymem(p, ctx->token_hash, 16);
+        ctx->principal.len = p - ctx->principal.data;
+
+        return ctx;
+    }
+
+    ctx->bad_token = (rc == NGX_ERROR);
+
+    p = ngx_pnalloc(r->pool, sizeof("anonymous:") - 1
+                             + r->connection->addr_text.len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ctx->principal.data = p;
+    p = ngx_cpymem(p, "anonymous:", sizeof("anonymous:") - 1);
+    p = ngx_cpymem(p, r->connection->addr_text.data,
+                   r->connection->addr_text.len);
+    ctx->principal.len = p - ctx->principal.data;
+
+    return ctx;
+}
+
+
+ngx_int_t
+ngx_http_kubenova_set_identity(ngx_http_request_t *r,
+    ngx_http_kubenova_ctx_t *ctx, const char *user, const char *tenant)
+{
+    size_t  len;
+
+    if (user) {
+        len = ngx_strlen(user);
+        ctx->user.data = ngx_pnalloc(r->pool, len);
+        if (ctx->user.data == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(ctx->user.data, user, len);
+        ctx->user.len = len;
+    }
+
+    if (tenant) {
+        len = ngx_strlen(tenant);
+        ctx->tenant.data = ngx_pnalloc(r->pool, len);
+        if (ctx->tenant.data == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(ctx->tenant.data, tenant, len);
+        ctx->tenant.len = len;
+    }
+
+    return NGX_OK;
+}
+
+
+off_t
+ngx_http_kubenova_api_max_body(ngx_http_request_t *r)
+{
+    ngx_http_kubenova_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kubenova_module);
+
+    return klcf->api_max_body;
+}
+
+
+ngx_uint_t
+ngx_http_kubenova_signup_enabled(ngx_http_request_t *r)
+{
+    ngx_http_kubenova_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kubenova_module);
+
+    return klcf->signup;
 }
 
 

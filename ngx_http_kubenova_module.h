@@ -13,6 +13,7 @@
 
 #include "ngx_kubenova_pg.h"
 #include "ngx_kubenova_metrics.h"
+#include "ngx_kubenova_token.h"
 
 
 #define NGX_HTTP_KUBENOVA_VERSION  "0.1.0"
@@ -22,6 +23,9 @@ typedef struct {
     ngx_kubenova_pg_conf_t   *pg;            /* NULL: no kubenova_postgres */
     ngx_shm_zone_t           *metrics_zone;
 
+    u_char                    admin_token_hash[NGX_KUBENOVA_TOKEN_HASH_LEN];
+    ngx_flag_t                has_admin_token;
+
     /* this worker's, set after fork in init_process */
     ngx_kubenova_pg_pool_t   *pool;
 } ngx_http_kubenova_main_conf_t;
@@ -29,13 +33,33 @@ typedef struct {
 
 typedef struct {
     ngx_int_t                 handler;       /* ngx_kubenova_handler_e or -1 */
+    ngx_flag_t                signup;
+    off_t                     api_max_body;
 } ngx_http_kubenova_loc_conf_t;
+
+
+/* per request: who is calling, as far as the edge and the database know */
+typedef struct {
+    u_char                    token_hash[NGX_KUBENOVA_TOKEN_HASH_LEN];
+    ngx_str_t                 principal;     /* $kubenova_principal */
+    ngx_str_t                 user;          /* $kubenova_user, after auth */
+    ngx_str_t                 tenant;        /* $kubenova_tenant, after auth */
+    void                     *api;           /* ngx_kubenova_api.c's state */
+    unsigned                  has_token:1;
+    unsigned                  bad_token:1;   /* malformed Authorization */
+    unsigned                  bootstrap_admin:1;
+} ngx_http_kubenova_ctx_t;
 
 
 extern ngx_module_t  ngx_http_kubenova_module;
 
 
 ngx_kubenova_pg_pool_t *ngx_http_kubenova_pool(ngx_http_request_t *r);
+ngx_http_kubenova_ctx_t *ngx_http_kubenova_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_kubenova_set_identity(ngx_http_request_t *r,
+    ngx_http_kubenova_ctx_t *ctx, const char *user, const char *tenant);
+off_t ngx_http_kubenova_api_max_body(ngx_http_request_t *r);
+ngx_uint_t ngx_http_kubenova_signup_enabled(ngx_http_request_t *r);
 ngx_kubenova_metrics_t *ngx_http_kubenova_metrics(ngx_http_request_t *r);
 
 /* ngx_kubenova_health.c */

@@ -4,8 +4,9 @@
 set -eu
 
 build="nginx nginx-dev libpq-dev libjansson-dev libprotobuf-c-dev
-       protobuf-c-compiler libssl-dev libpcre2-dev zlib1g-dev gcc make"
-run="$build postgresql postgresql-client curl"
+       protobuf-c-compiler libssl-dev libyaml-dev libpcre2-dev zlib1g-dev
+       gcc make"
+run="$build postgresql postgresql-client curl openssl"
 test="$run libtest-base-perl perl curl procps psmisc"
 
 case "${1:-build}" in

@@ -15,8 +15,12 @@ conninfo="host=127.0.0.1 port=$pg_port dbname=kubenova user=postgres"
 "$repo/scripts/install-deps.sh" run
 so=$("$repo/scripts/build-module.sh")
 
-mkdir -p "$run"/{logs,temp,modules,conf}
+mkdir -p "$run"/{logs,temp,modules} "$run/conf/secrets"
 chmod 755 "$run"
+chmod 700 "$run/conf/secrets"
+if [ ! -s "$run/conf/secrets/admin.token" ]; then
+    (umask 077; printf 'kn_admin_%s\n' "$(openssl rand -hex 24)" > "$run/conf/secrets/admin.token")
+fi
 "$repo/scripts/pg.sh" start "$run/pgdata" "$pg_port"
 "$repo/sql/migrate" "$conninfo"
 
@@ -46,6 +50,10 @@ cat <<MSG
 KubeNova Manager is listening on http://127.0.0.1:$http_port
   curl http://127.0.0.1:$http_port/readyz
   curl http://127.0.0.1:$http_port/metrics
+  curl -H "Authorization: Bearer \$(cat $run/conf/secrets/admin.token)" \\
+       http://127.0.0.1:$http_port/api/v1/tenants
+Admin token (bootstrap; create real admins with POST /api/v1/admins):
+  $run/conf/secrets/admin.token
 PostgreSQL: $conninfo   (data in $run/pgdata)
 Logs: $run/logs/   Stop with Ctrl-C.
 

@@ -203,7 +203,7 @@ Content-Length arrived.
 
 =cut
 
-use Carp qw(croak);
+use Carp qw(croak carp);
 use Cwd ();
 use Errno qw(EAGAIN EINTR EINPROGRESS EWOULDBLOCK);
 use Exporter 'import';
@@ -327,6 +327,8 @@ sub setup_servroot {
     my ($self) = @_;
     my $root = $self->{servroot};
 
+    _keep_error_log($root);
+
     if (-d $root) {
         # Only remove what we create ourselves, so that a wrong
         # TEST_NGINX_SERVROOT cannot wipe real data.
@@ -341,6 +343,21 @@ sub setup_servroot {
         '<html><head><title>It works!</title></head>'
         . '<body>It works!</body></html>');
     return $root;
+}
+
+# KN_KEEP_ERROR_LOGS=<dir>: error logs are copied there before a server root
+# is wiped, so that a whole run's logs can be scanned afterwards (the
+# sanitizer run looks for reports in them).
+my $Kept = 0;
+
+sub _keep_error_log {
+    my ($root) = @_;
+    my $dir = $ENV{KN_KEEP_ERROR_LOGS} or return;
+    my $log = "$root/logs/error.log";
+    return unless -s $log;
+    require File::Copy;
+    my $name = sprintf '%s/%d-%03d.log', $dir, $$, ++$Kept;
+    File::Copy::copy($log, $name) or carp "cannot keep $log: $!";
 }
 
 sub _write_file {
