@@ -35,6 +35,7 @@ stop() {
     "$repo/scripts/pg.sh" stop "$run/pgdata"
 }
 trap stop EXIT
+trap "exit 130" INT TERM
 
 nginx -p "$run" -c conf/nginx.conf -t -q
 nginx -p "$run" -c conf/nginx.conf -g "daemon off;" &
