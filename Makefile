@@ -29,6 +29,7 @@ test-asan:
 bench:
 	@scripts/install-deps.sh test
 	@bench/rest-baseline
+	@bench/rest
 
 clean:
 	rm -rf build t/servroot

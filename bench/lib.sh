@@ -1,0 +1,103 @@
+# Shared by the bench/ scripts: a throwaway PostgreSQL and a Manager nginx
+# on loopback, wrk and pgbench helpers.  Source it; call bench_setup.
+#
+#   BENCH_CONNECTIONS (64)  BENCH_SECONDS (10)  BENCH_WORKERS (auto)
+#   BENCH_POOL (16, connections per worker)
+
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+conns=${BENCH_CONNECTIONS:-64}
+secs=${BENCH_SECONDS:-10}
+workers=${BENCH_WORKERS:-auto}
+pool=${BENCH_POOL:-16}
+
+free_port() {
+    perl -MIO::Socket::INET -e \
+        'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0")->sockport'
+}
+
+bench_cleanup() {
+    [ -f "$tmp/ngx/logs/nginx.pid" ] && nginx -p "$tmp/ngx" -c conf/nginx.conf -s stop 2>/dev/null || true
+    "$repo/scripts/pg.sh" stop "$tmp/pg" || true
+    rm -rf "$tmp"
+}
+
+bench_setup() {
+    "$repo/scripts/install-deps.sh" test
+    command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    so=$("$repo/scripts/build-module.sh")
+    bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+
+    tmp=$(mktemp -d /tmp/kubenova-bench.XXXXXX)
+    chmod 755 "$tmp"
+    trap bench_cleanup EXIT
+    pg_port=$(free_port)
+    http_port=$(free_port)
+    base="http://127.0.0.1:$http_port"
+    conninfo="host=127.0.0.1 port=$pg_port dbname=kubenova user=postgres"
+    admin_token="kn_admin_$(openssl rand -hex 24)"
+    printf '%s\n' "$admin_token" > "$tmp/admin.token"
+
+    "$repo/scripts/pg.sh" start "$tmp/pg" "$pg_port"
+    "$repo/sql/migrate" "$conninfo" >/dev/null
+
+    mkdir -p "$tmp/ngx/conf" "$tmp/ngx/logs"
+    cat > "$tmp/ngx/conf/nginx.conf" <<CONF
+load_module $so;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes $workers;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/ngx/body;
+    client_body_buffer_size 1m;
+    kubenova_postgres "$conninfo" pool=$pool queue=1024;
+    kubenova_admin_token_file $tmp/admin.token;
+    server {
+        listen 127.0.0.1:$http_port;
+        location = /readyz { kubenova_readyz; }
+        location = /return200 { return 200 "ok\n"; }
+        location /api/ { kubenova_api; }
+    }
+}
+CONF
+    nginx -p "$tmp/ngx" -c conf/nginx.conf
+    for _ in $(seq 50); do
+        curl -fsS "$base/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "bench: the Manager did not become ready" >&2
+    exit 1
+}
+
+# wrk_rps URL [wrk args...]: requests per second, after a 2 s warm-up;
+# fails on any non-2xx answer
+wrk_rps() {
+    local url=$1; shift
+    wrk -t 2 -c "$conns" -d 2s "$@" "$url" >/dev/null
+    wrk -t 2 -c "$conns" -d "${secs}s" "$@" "$url" | tee "$tmp/wrk.out" >&2
+    if grep -q "Non-2xx" "$tmp/wrk.out"; then
+        echo "bench: non-2xx answers from $url" >&2
+        exit 1
+    fi
+    awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.out"
+}
+
+# pgbench -S at the same concurrency against the same server
+pgbench_select_tps() {
+    "$bindir/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -i -q -s 1 kubenova >/dev/null 2>&1
+    "$bindir/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -S -M extended \
+        -c "$conns" -j 2 -T 2 kubenova >/dev/null 2>&1
+    "$bindir/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -S -M extended \
+        -c "$conns" -j 2 -T "$secs" kubenova 2>/dev/null \
+        | awk '/^tps = / { print $3; exit }'
+}
+
+admin() {
+    # admin METHOD PATH [JSON]
+    curl -fsS -X "$1" -H "Authorization: Bearer $admin_token" \
+        -H "Content-Type: application/json" ${3:+--data "$3"} "$base$2" >/dev/null
+}
