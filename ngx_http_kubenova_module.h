@@ -67,7 +67,10 @@ ngx_int_t ngx_kubenova_healthz_handler(ngx_http_request_t *r);
 ngx_int_t ngx_kubenova_readyz_handler(ngx_http_request_t *r);
 ngx_int_t ngx_kubenova_metrics_handler(ngx_http_request_t *r);
 
-/* NGX_DECLINED for GET and HEAD, else the result of answering 405 */
+/*
+ * Discards the body; NGX_DECLINED for GET and HEAD, else what answering
+ * (405, or an error reading the body) returned.
+ */
 ngx_int_t ngx_kubenova_only_get(ngx_http_request_t *r);
 
 

@@ -24,7 +24,13 @@ static const char  ngx_kubenova_readyz_sql[] =
 ngx_int_t
 ngx_kubenova_only_get(ngx_http_request_t *r)
 {
+    ngx_int_t         rc;
     ngx_table_elt_t  *allow;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
         return NGX_DECLINED;
@@ -50,11 +56,6 @@ ngx_kubenova_healthz_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
     rc = ngx_kubenova_only_get(r);
     if (rc != NGX_DECLINED) {
         return rc;
@@ -74,11 +75,6 @@ ngx_kubenova_metrics_handler(ngx_http_request_t *r)
 
     static ngx_str_t  type =
         ngx_string("text/plain; version=0.0.4; charset=utf-8");
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
 
     rc = ngx_kubenova_only_get(r);
     if (rc != NGX_DECLINED) {
@@ -100,11 +96,6 @@ ngx_int_t
 ngx_kubenova_readyz_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
 
     rc = ngx_kubenova_only_get(r);
     if (rc != NGX_DECLINED) {

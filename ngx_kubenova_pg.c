@@ -87,6 +87,9 @@ static void ngx_kubenova_pg_reset(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_became_idle(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_dispatch_handler(ngx_event_t *ev);
 static void ngx_kubenova_pg_wait_timeout_handler(ngx_event_t *ev);
+static void ngx_kubenova_pg_unqueue(ngx_kubenova_pg_lease_t *lease);
+static void ngx_kubenova_pg_assign(ngx_kubenova_pg_conn_t *kc,
+    ngx_kubenova_pg_lease_t *lease);
 static void ngx_kubenova_pg_fail_waiters(ngx_kubenova_pg_pool_t *pool,
     ngx_int_t rc);
 static ngx_kubenova_pg_conn_t *ngx_kubenova_pg_find(
@@ -239,10 +242,7 @@ ngx_kubenova_pg_acquire(ngx_kubenova_pg_pool_t *pool,
         kc = ngx_kubenova_pg_find(pool, NGX_KUBENOVA_PG_IDLE);
 
         if (kc) {
-            kc->state = NGX_KUBENOVA_PG_BUSY;
-            kc->lease = lease;
-            lease->conn = kc;
-            ngx_kubenova_pg_publish(pool);
+            ngx_kubenova_pg_assign(kc, lease);
             return NGX_OK;
         }
     }
@@ -322,15 +322,7 @@ ngx_kubenova_pg_release(ngx_kubenova_pg_lease_t *lease)
     pool = lease->pool;
 
     if (lease->waiting) {
-        ngx_queue_remove(&lease->queue);
-        pool->nwaiting--;
-        lease->waiting = 0;
-
-        if (lease->wait_timer.timer_set) {
-            ngx_del_timer(&lease->wait_timer);
-        }
-
-        ngx_kubenova_pg_publish(pool);
+        ngx_kubenova_pg_unqueue(lease);
     }
 
     kc = lease->conn;
@@ -1016,21 +1008,10 @@ ngx_kubenova_pg_dispatch_handler(ngx_event_t *ev)
         }
 
         q = ngx_queue_head(&pool->waiting);
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-
         lease = ngx_queue_data(q, ngx_kubenova_pg_lease_t, queue);
-        lease->waiting = 0;
 
-        if (lease->wait_timer.timer_set) {
-            ngx_del_timer(&lease->wait_timer);
-        }
-
-        kc->state = NGX_KUBENOVA_PG_BUSY;
-        kc->lease = lease;
-        lease->conn = kc;
-
-        ngx_kubenova_pg_publish(pool);
+        ngx_kubenova_pg_unqueue(lease);
+        ngx_kubenova_pg_assign(kc, lease);
 
         lease->on_acquired(lease, NGX_OK);
     }
@@ -1046,12 +1027,8 @@ ngx_kubenova_pg_wait_timeout_handler(ngx_event_t *ev)
     lease = ev->data;
     pool = lease->pool;
 
-    ngx_queue_remove(&lease->queue);
-    pool->nwaiting--;
-    lease->waiting = 0;
-
+    ngx_kubenova_pg_unqueue(lease);
     ngx_kubenova_metrics_count(pool->metrics, NGX_KUBENOVA_PG_QUEUE_TIMEOUTS);
-    ngx_kubenova_pg_publish(pool);
 
     lease->on_acquired(lease, NGX_KUBENOVA_PG_QUEUE_TIMEOUT);
 }
@@ -1065,18 +1042,39 @@ ngx_kubenova_pg_fail_waiters(ngx_kubenova_pg_pool_t *pool, ngx_int_t rc)
 
     while (!ngx_queue_empty(&pool->waiting)) {
         q = ngx_queue_head(&pool->waiting);
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-
         lease = ngx_queue_data(q, ngx_kubenova_pg_lease_t, queue);
-        lease->waiting = 0;
 
-        if (lease->wait_timer.timer_set) {
-            ngx_del_timer(&lease->wait_timer);
-        }
+        ngx_kubenova_pg_unqueue(lease);
 
         lease->on_acquired(lease, rc);
     }
+}
+
+
+static void
+ngx_kubenova_pg_unqueue(ngx_kubenova_pg_lease_t *lease)
+{
+    ngx_queue_remove(&lease->queue);
+    lease->pool->nwaiting--;
+    lease->waiting = 0;
+
+    if (lease->wait_timer.timer_set) {
+        ngx_del_timer(&lease->wait_timer);
+    }
+
+    ngx_kubenova_pg_publish(lease->pool);
+}
+
+
+static void
+ngx_kubenova_pg_assign(ngx_kubenova_pg_conn_t *kc,
+    ngx_kubenova_pg_lease_t *lease)
+{
+    kc->state = NGX_KUBENOVA_PG_BUSY;
+    kc->lease = lease;
+    lease->conn = kc;
+
+    ngx_kubenova_pg_publish(kc->pool);
 }
 
 
