@@ -178,17 +178,17 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
                 ELSE api.field_error(field, 'required') END
 $$;
 
--- Members of obj that are not writable: read-only ones (the API shows them
--- but they are not the client's to set) and unknown ones.
+-- Members of obj that are neither writable nor read-only.  Read-only members
+-- (generation, status, timestamps...) are ignored, so that what a GET
+-- answered can be edited and sent back with PUT.
 CREATE FUNCTION api.check_fields(obj jsonb, prefix text, writable text[],
                                  read_only text[] DEFAULT '{}') RETURNS jsonb
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'field', api.field_path(prefix, k),
-               'message', CASE WHEN k = ANY (read_only) THEN 'read-only field'
-                               ELSE 'unknown field' END) ORDER BY k), '[]')
+               'message', 'unknown field') ORDER BY k), '[]')
     FROM jsonb_object_keys(obj) AS k
-    WHERE NOT k = ANY (writable)
+    WHERE NOT k = ANY (writable) AND NOT k = ANY (read_only)
 $$;
 
 -- A string matching api.pattern(kind) of at most max_length characters.
@@ -573,7 +573,7 @@ BEGIN
     IF v IS NULL OR v = '' THEN
         RETURN NULL;
     END IF;
-    IF v ~ '^[A-Za-z0-9_-]{1,400}$' THEN
+    IF length(v) <= 400 AND v ~ '^[A-Za-z0-9_-]+$' THEN
         BEGIN
             key := convert_from(decode(translate(v, '-_', '+/')
                                        || repeat('=', (4 - length(v) % 4) % 4), 'base64'),
@@ -582,7 +582,7 @@ BEGIN
             key := NULL;
         END;
     END IF;
-    IF key IS NULL OR key !~ '^[!-~]{1,253}$' THEN
+    IF key IS NULL OR length(key) > 253 OR key !~ '^[!-~]+$' THEN
         PERFORM api.fail(400, 'invalid_query', 'continue is not a value from a previous page');
     END IF;
     RETURN key;

@@ -206,3 +206,10 @@ BEGIN
     RETURN api.ok(204, NULL);
 END
 $$;
+
+-- GET /whoami: who the bearer token says the caller is.
+CREATE FUNCTION api.whoami(c api.caller, e jsonb) RETURNS api.result
+LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT api.ok(200, jsonb_build_object('principal', c.principal, 'user', c.user_name,
+                                          'role', c.role, 'tenant', c.tenant))
+$$;
