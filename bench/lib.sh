@@ -77,8 +77,9 @@ CONF
 # fails on any non-2xx answer
 wrk_rps() {
     local url=$1; shift
-    wrk -t 2 -c "$conns" -d 2s "$@" "$url" >/dev/null
-    wrk -t 2 -c "$conns" -d "${secs}s" "$@" "$url" | tee "$tmp/wrk.out" >&2
+    # BENCH_NONCE lets a script that creates objects use fresh names per run
+    BENCH_NONCE=warmup wrk -t 2 -c "$conns" -d 2s "$@" "$url" >/dev/null
+    BENCH_NONCE=run wrk -t 2 -c "$conns" -d "${secs}s" "$@" "$url" | tee "$tmp/wrk.out" >&2
     if grep -q "Non-2xx" "$tmp/wrk.out"; then
         echo "bench: non-2xx answers from $url" >&2
         exit 1

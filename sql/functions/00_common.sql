@@ -760,6 +760,40 @@ BEGIN
 END
 $$;
 
+-- The desired state of one application on its tenant's clusters: what an
+-- application write changes, without revisiting the tenant's other objects
+-- (api.sync_desired_state does the whole tenant and grows with its apps).
+CREATE FUNCTION api.sync_app_desired_state(t tenants, app_name text)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    object_name  text := t.name || '/' || app_name;
+    clusters     text[] := CASE WHEN t.status = 'active'
+                                THEN api.placed_clusters(t) ELSE '{}' END;
+BEGIN
+    INSERT INTO desired_state AS d (cluster, kind, name, tenant, generation, spec, deleted)
+    SELECT pc.cluster, 'Application', object_name, t.name,
+           nextval('desired_state_generation_seq'), a.document, false
+    FROM unnest(clusters) AS pc (cluster), applications a
+    WHERE a.tenant = t.name AND a.name = app_name AND a.status = 'active'
+    ORDER BY pc.cluster
+    ON CONFLICT (cluster, kind, name) DO UPDATE
+        SET spec = excluded.spec, deleted = false, tenant = excluded.tenant,
+            generation = excluded.generation, updated_at = now()
+        WHERE d.deleted OR d.spec IS DISTINCT FROM excluded.spec;
+
+    UPDATE desired_state AS d
+    SET deleted = true, generation = nextval('desired_state_generation_seq'),
+        updated_at = now()
+    WHERE d.kind = 'Application' AND d.name = object_name AND NOT d.deleted
+      AND NOT (d.cluster = ANY (clusters) AND EXISTS (
+              SELECT 1 FROM applications a
+              WHERE a.tenant = t.name AND a.name = app_name
+                AND a.status = 'active'));
+END
+$$;
+
+
 -- Does an object still run (or is about to run) somewhere?  Decides between
 -- 202 (delete through tombstones) and 204 (gone at once).
 CREATE FUNCTION api.has_live_state(kind text, name text) RETURNS boolean

@@ -98,7 +98,7 @@ BEGIN
         VALUES (t.name, doc -> 'metadata' ->> 'name', doc)
         RETURNING * INTO a;
     END IF;
-    PERFORM api.sync_desired_state(t.name);
+    PERFORM api.sync_app_desired_state(t, a.name);
     RETURN api.ok(CASE WHEN cur.name IS NOT NULL THEN 200 ELSE 201 END,
                   api.app_json(a), a.generation);
 END
@@ -169,7 +169,7 @@ BEGIN
     UPDATE applications SET status = 'deleting', generation = generation + 1, updated_at = now()
     WHERE tenant = t.name AND name = cur.name
     RETURNING * INTO cur;
-    PERFORM api.sync_desired_state(t.name);
+    PERFORM api.sync_app_desired_state(t, cur.name);
     RETURN api.ok(202, api.app_json(cur), cur.generation);
 END
 $$;
