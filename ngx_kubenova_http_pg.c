@@ -13,22 +13,14 @@
 
 typedef struct {
     ngx_http_request_t            *request;
-    ngx_kubenova_pg_lease_t        lease;
-    const char                    *sql;
-    int                            nparams;
-    const char                   **values;
+    ngx_kubenova_pg_query_t        query;
     ngx_kubenova_http_pg_done_pt   done;
     void                          *data;
 } ngx_kubenova_http_pg_ctx_t;
 
 
-static ngx_int_t ngx_kubenova_http_pg_send(ngx_kubenova_http_pg_ctx_t *ctx);
-static void ngx_kubenova_http_pg_acquired(ngx_kubenova_pg_lease_t *lease,
-    ngx_int_t rc);
-static void ngx_kubenova_http_pg_result(ngx_kubenova_pg_lease_t *lease,
-    ngx_int_t rc, PGresult *res);
-static void ngx_kubenova_http_pg_finish(ngx_kubenova_http_pg_ctx_t *ctx,
-    ngx_int_t rc);
+static void ngx_kubenova_http_pg_result(void *data, ngx_int_t rc,
+    PGresult *res);
 static void ngx_kubenova_http_pg_cleanup(void *data);
 
 
@@ -38,6 +30,7 @@ ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
 {
     int                          i;
     size_t                       len;
+    char                       **copies;
     ngx_int_t                    rc;
     ngx_http_cleanup_t          *cln;
     ngx_kubenova_pg_pool_t      *pool;
@@ -58,38 +51,40 @@ ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
 
     /* the statement may wait in the queue: keep private copies */
 
+    copies = NULL;
+
     if (nparams) {
-        ctx->values = ngx_palloc(r->pool, nparams * sizeof(char *));
-        if (ctx->values == NULL) {
+        copies = ngx_palloc(r->pool, nparams * sizeof(char *));
+        if (copies == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         for (i = 0; i < nparams; i++) {
             if (values[i] == NULL) {
-                ctx->values[i] = NULL;
+                copies[i] = NULL;
                 continue;
             }
 
             len = ngx_strlen(values[i]) + 1;
 
-            ctx->values[i] = ngx_pnalloc(r->pool, len);
-            if (ctx->values[i] == NULL) {
+            copies[i] = ngx_pnalloc(r->pool, len);
+            if (copies[i] == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            ngx_memcpy((char *) ctx->values[i], values[i], len);
+            ngx_memcpy(copies[i], values[i], len);
         }
     }
 
     ctx->request = r;
-    ctx->sql = sql;
-    ctx->nparams = nparams;
     ctx->done = done;
     ctx->data = data;
-    ctx->lease.on_acquired = ngx_kubenova_http_pg_acquired;
-    ctx->lease.on_result = ngx_kubenova_http_pg_result;
-    ctx->lease.data = ctx;
-    ctx->lease.log = r->connection->log;
+    ctx->query.sql = sql;
+    ctx->query.nparams = nparams;
+    ctx->query.values = (const char *const *) copies;
+    ctx->query.done = ngx_kubenova_http_pg_result;
+    ctx->query.data = ctx;
+    ctx->query.lease.log = r->connection->log;
 
     /* runs however the request ends, a client gone away included */
 
@@ -101,15 +96,9 @@ ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
     cln->handler = ngx_kubenova_http_pg_cleanup;
     cln->data = ctx;
 
-    rc = ngx_kubenova_pg_acquire(pool, &ctx->lease);
+    rc = ngx_kubenova_pg_query(pool, &ctx->query);
 
-    if (rc == NGX_OK) {
-        rc = ngx_kubenova_http_pg_send(ctx);
-        if (rc != NGX_AGAIN) {
-            return rc;
-        }
-
-    } else if (rc != NGX_AGAIN) {
+    if (rc != NGX_AGAIN) {
         return ngx_kubenova_http_pg_unavailable(r, rc);
     }
 
@@ -145,68 +134,23 @@ ngx_kubenova_http_pg_unavailable(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
-static ngx_int_t
-ngx_kubenova_http_pg_send(ngx_kubenova_http_pg_ctx_t *ctx)
-{
-    if (ngx_kubenova_pg_send(&ctx->lease, ctx->sql, ctx->nparams,
-                             (const char *const *) ctx->values, NULL)
-        != NGX_OK)
-    {
-        ngx_kubenova_pg_release(&ctx->lease);
-        return ngx_kubenova_http_pg_unavailable(ctx->request,
-                                                NGX_KUBENOVA_PG_CONN_LOST);
-    }
-
-    return NGX_AGAIN;
-}
-
-
 static void
-ngx_kubenova_http_pg_acquired(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc)
+ngx_kubenova_http_pg_result(void *data, ngx_int_t rc, PGresult *res)
 {
-    ngx_kubenova_http_pg_ctx_t  *ctx = lease->data;
+    ngx_kubenova_http_pg_ctx_t  *ctx = data;
 
-    if (rc != NGX_OK) {
-        ngx_kubenova_http_pg_finish(ctx,
-                    ngx_kubenova_http_pg_unavailable(ctx->request, rc));
-        return;
-    }
-
-    rc = ngx_kubenova_http_pg_send(ctx);
-
-    if (rc != NGX_AGAIN) {
-        ngx_kubenova_http_pg_finish(ctx, rc);
-    }
-}
-
-
-static void
-ngx_kubenova_http_pg_result(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc,
-    PGresult *res)
-{
-    ngx_kubenova_http_pg_ctx_t  *ctx = lease->data;
-
-    ngx_kubenova_pg_release(lease);
-
-    if (rc != NGX_OK) {
-        ngx_kubenova_http_pg_finish(ctx,
-                    ngx_kubenova_http_pg_unavailable(ctx->request, rc));
-        return;
-    }
-
-    ngx_kubenova_http_pg_finish(ctx,
-                                ctx->done(ctx->request, ctx->data, rc, res));
-}
-
-
-static void
-ngx_kubenova_http_pg_finish(ngx_kubenova_http_pg_ctx_t *ctx, ngx_int_t rc)
-{
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = ctx->request;
     c = r->connection;
+
+    if (rc != NGX_OK) {
+        rc = ngx_kubenova_http_pg_unavailable(r, rc);
+
+    } else {
+        rc = ctx->done(r, ctx->data, rc, res);
+    }
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -218,5 +162,5 @@ ngx_kubenova_http_pg_cleanup(void *data)
 {
     ngx_kubenova_http_pg_ctx_t  *ctx = data;
 
-    ngx_kubenova_pg_release(&ctx->lease);
+    ngx_kubenova_pg_query_cancel(&ctx->query);
 }

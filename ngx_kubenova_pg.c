@@ -46,6 +46,7 @@ struct ngx_kubenova_pg_conn_s {
     unsigned                    flushing:1;
     unsigned                    rolling_back:1;
     unsigned                    was_connected:1;
+    unsigned                    listener:1;     /* pool->listener */
 };
 
 
@@ -58,11 +59,25 @@ struct ngx_kubenova_pg_pool_s {
     ngx_queue_t                 waiting;
     ngx_uint_t                  nwaiting;
     ngx_event_t                 dispatch;     /* posted: idle conns to waiters */
+
+    ngx_kubenova_pg_conn_t     *listener;     /* LISTEN, outside the rotation */
+    const char                 *listen_sql;
+    ngx_kubenova_pg_notify_pt   notify;
+    ngx_kubenova_pg_reset_pt    reset;
+    void                       *listen_data;
+
+    unsigned                    listening:1;
     unsigned                    destroyed:1;
 };
 
 
 static void ngx_kubenova_pg_pool_cleanup(void *data);
+static void ngx_kubenova_pg_query_acquired(ngx_kubenova_pg_lease_t *lease,
+    ngx_int_t rc);
+static void ngx_kubenova_pg_query_result(ngx_kubenova_pg_lease_t *lease,
+    ngx_int_t rc, PGresult *res);
+static void ngx_kubenova_pg_listener_ready(ngx_kubenova_pg_conn_t *kc);
+static void ngx_kubenova_pg_listener_lost(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_connect(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_connect_poll(ngx_kubenova_pg_conn_t *kc);
 static void ngx_kubenova_pg_connect_failed(ngx_kubenova_pg_conn_t *kc,
@@ -176,6 +191,10 @@ ngx_kubenova_pg_pool_destroy(ngx_kubenova_pg_pool_t *pool)
 
     for (i = 0; i < pool->nconns; i++) {
         ngx_kubenova_pg_close(&pool->conns[i]);
+    }
+
+    if (pool->listener) {
+        ngx_kubenova_pg_close(pool->listener);
     }
 
     ngx_kubenova_pg_fail_waiters(pool, NGX_KUBENOVA_PG_UNAVAILABLE);
@@ -371,6 +390,169 @@ ngx_kubenova_pg_strerror(ngx_int_t rc)
 
     default:
         return "database error";
+    }
+}
+
+
+ngx_int_t
+ngx_kubenova_pg_query(ngx_kubenova_pg_pool_t *pool, ngx_kubenova_pg_query_t *q)
+{
+    ngx_int_t  rc;
+
+    q->lease.on_acquired = ngx_kubenova_pg_query_acquired;
+    q->lease.on_result = ngx_kubenova_pg_query_result;
+    q->lease.data = q;
+
+    if (q->lease.log == NULL) {
+        q->lease.log = pool->log;
+    }
+
+    rc = ngx_kubenova_pg_acquire(pool, &q->lease);
+
+    if (rc == NGX_OK) {
+        if (ngx_kubenova_pg_send(&q->lease, q->sql, q->nparams, q->values,
+                                 NULL)
+            != NGX_OK)
+        {
+            ngx_kubenova_pg_release(&q->lease);
+            return NGX_KUBENOVA_PG_CONN_LOST;
+        }
+
+    } else if (rc != NGX_AGAIN) {
+        return rc;
+    }
+
+    q->active = 1;
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_kubenova_pg_query_cancel(ngx_kubenova_pg_query_t *q)
+{
+    if (q->active) {
+        q->active = 0;
+        ngx_kubenova_pg_release(&q->lease);
+    }
+}
+
+
+static void
+ngx_kubenova_pg_query_acquired(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc)
+{
+    ngx_kubenova_pg_query_t  *q = lease->data;
+
+    if (rc == NGX_OK
+        && ngx_kubenova_pg_send(lease, q->sql, q->nparams, q->values, NULL)
+           != NGX_OK)
+    {
+        rc = NGX_KUBENOVA_PG_CONN_LOST;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_kubenova_pg_release(lease);
+        q->active = 0;
+        q->done(q->data, rc, NULL);
+    }
+}
+
+
+static void
+ngx_kubenova_pg_query_result(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc,
+    PGresult *res)
+{
+    ngx_kubenova_pg_query_t  *q = lease->data;
+
+    ngx_kubenova_pg_release(lease);
+    q->active = 0;
+    q->done(q->data, rc, res);
+}
+
+
+ngx_int_t
+ngx_kubenova_pg_listen(ngx_kubenova_pg_pool_t *pool, const char *listen_sql,
+    ngx_kubenova_pg_notify_pt notify, ngx_kubenova_pg_reset_pt reset,
+    void *data)
+{
+    ngx_kubenova_pg_conn_t  *kc;
+
+    if (pool->listener) {
+        return NGX_ERROR;
+    }
+
+    kc = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_kubenova_pg_conn_t));
+    if (kc == NULL) {
+        return NGX_ERROR;
+    }
+
+    kc->pool = pool;
+    kc->number = pool->nconns;
+    kc->listener = 1;
+    kc->timer.handler = ngx_kubenova_pg_timer_handler;
+    kc->timer.data = kc;
+    kc->timer.log = pool->log;
+
+    pool->listener = kc;
+    pool->listen_sql = listen_sql;
+    pool->notify = notify;
+    pool->reset = reset;
+    pool->listen_data = data;
+
+    ngx_kubenova_pg_connect(kc);
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_kubenova_pg_listening(ngx_kubenova_pg_pool_t *pool)
+{
+    return pool->listening;
+}
+
+
+/* the LISTEN connection: busy for good once its LISTEN statements ran */
+
+static void
+ngx_kubenova_pg_listener_ready(ngx_kubenova_pg_conn_t *kc)
+{
+    kc->state = NGX_KUBENOVA_PG_BUSY;
+
+    if (PQsendQuery(kc->pg, kc->pool->listen_sql) == 0) {
+        ngx_kubenova_pg_broken(kc, NGX_KUBENOVA_PG_CONN_LOST,
+                               ngx_kubenova_pg_message(kc->pg));
+        return;
+    }
+
+    if (PQflush(kc->pg) != 0) {
+        /* a few bytes on a fresh connection: not flushed means broken */
+        ngx_kubenova_pg_broken(kc, NGX_KUBENOVA_PG_CONN_LOST,
+                               "cannot send LISTEN");
+        return;
+    }
+
+    kc->in_flight = 1;
+    kc->timer.cancelable = 0;
+    ngx_add_timer(&kc->timer, kc->pool->conf->query_timeout);
+}
+
+
+static void
+ngx_kubenova_pg_listener_lost(ngx_kubenova_pg_conn_t *kc)
+{
+    ngx_kubenova_pg_pool_t  *pool;
+
+    pool = kc->pool;
+
+    if (!pool->listening) {
+        return;
+    }
+
+    pool->listening = 0;
+
+    if (pool->reset && !pool->destroyed) {
+        pool->reset(pool->listen_data);
     }
 }
 
@@ -577,6 +759,10 @@ ngx_kubenova_pg_broken(ngx_kubenova_pg_conn_t *kc, ngx_int_t rc,
 static void
 ngx_kubenova_pg_close(ngx_kubenova_pg_conn_t *kc)
 {
+    if (kc->listener) {
+        ngx_kubenova_pg_listener_lost(kc);
+    }
+
     ngx_kubenova_pg_unwatch(kc);
 
     if (kc->timer.timer_set) {
@@ -808,7 +994,16 @@ ngx_kubenova_pg_io(ngx_kubenova_pg_conn_t *kc, ngx_uint_t write)
             break;
         }
 
+        if (kc->listener && kc->pool->notify && kc->pool->listening) {
+            kc->pool->notify(kc->pool->listen_data, notify->relname,
+                             notify->extra);
+        }
+
         PQfreemem(notify);
+
+        if (kc->pg == NULL) {
+            return;        /* the handler ended the pool */
+        }
     }
 
     if (!kc->in_flight) {
@@ -867,6 +1062,22 @@ ngx_kubenova_pg_statement_done(ngx_kubenova_pg_conn_t *kc)
 
     res = kc->result;
     kc->result = NULL;
+
+    if (kc->listener) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ngx_log_error(NGX_LOG_ERR, kc->pool->log, 0,
+                          "kubenova: postgres LISTEN failed: %s",
+                          PQresultErrorMessage(res));
+            PQclear(res);
+            ngx_kubenova_pg_broken(kc, NGX_KUBENOVA_PG_CONN_LOST,
+                                   "LISTEN failed");
+            return;
+        }
+
+        PQclear(res);
+        kc->pool->listening = 1;
+        return;
+    }
 
     if (kc->state == NGX_KUBENOVA_PG_RESETTING) {
         PQclear(res);
@@ -978,6 +1189,12 @@ ngx_kubenova_pg_became_idle(ngx_kubenova_pg_conn_t *kc)
     ngx_kubenova_pg_pool_t  *pool;
 
     pool = kc->pool;
+
+    if (kc->listener) {
+        ngx_kubenova_pg_listener_ready(kc);
+        return;
+    }
+
     kc->state = NGX_KUBENOVA_PG_IDLE;
 
     if (pool->nwaiting && !pool->dispatch.posted) {

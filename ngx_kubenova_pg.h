@@ -75,6 +75,31 @@ struct ngx_kubenova_pg_lease_s {
 };
 
 
+/*
+ * One statement, start to finish: acquire, send, result, release.  done is
+ * called exactly once, unless ngx_kubenova_pg_query_cancel() came first;
+ * res is NULL when rc is not NGX_OK and is freed after done returns.
+ */
+typedef void (*ngx_kubenova_pg_done_pt)(void *data, ngx_int_t rc,
+    PGresult *res);
+
+typedef struct {
+    ngx_kubenova_pg_lease_t      lease;
+    const char                  *sql;
+    int                          nparams;
+    const char *const           *values;     /* the caller's, until done */
+    ngx_kubenova_pg_done_pt      done;
+    void                        *data;
+    unsigned                     active:1;
+} ngx_kubenova_pg_query_t;
+
+
+/* LISTEN: payloads of NOTIFY, and "notifications may have been lost" */
+typedef void (*ngx_kubenova_pg_notify_pt)(void *data, const char *channel,
+    const char *payload);
+typedef void (*ngx_kubenova_pg_reset_pt)(void *data);
+
+
 /* per-worker figures exported through /metrics */
 typedef struct {
     ngx_uint_t                   busy;
@@ -108,6 +133,26 @@ ngx_int_t ngx_kubenova_pg_send(ngx_kubenova_pg_lease_t *lease,
 void ngx_kubenova_pg_release(ngx_kubenova_pg_lease_t *lease);
 
 const char *ngx_kubenova_pg_strerror(ngx_int_t rc);
+
+/*
+ * NGX_AGAIN: under way; else a pool error (NGX_KUBENOVA_PG_*) and done()
+ * will not be called.
+ */
+ngx_int_t ngx_kubenova_pg_query(ngx_kubenova_pg_pool_t *pool,
+    ngx_kubenova_pg_query_t *q);
+void ngx_kubenova_pg_query_cancel(ngx_kubenova_pg_query_t *q);
+
+/*
+ * A dedicated connection, outside the pool's rotation, that runs listen_sql
+ * ("LISTEN a; LISTEN b") whenever it (re)connects and hands every NOTIFY to
+ * notify().  reset() is called when the connection breaks: notifications
+ * may have been lost from then until ngx_kubenova_pg_listening() is true
+ * again.
+ */
+ngx_int_t ngx_kubenova_pg_listen(ngx_kubenova_pg_pool_t *pool,
+    const char *listen_sql, ngx_kubenova_pg_notify_pt notify,
+    ngx_kubenova_pg_reset_pt reset, void *data);
+ngx_uint_t ngx_kubenova_pg_listening(ngx_kubenova_pg_pool_t *pool);
 
 
 #endif /* _NGX_KUBENOVA_PG_H_INCLUDED_ */

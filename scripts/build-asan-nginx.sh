@@ -299,6 +299,8 @@ stamp_input() {
     if [ "$VARIANT" = kubenova ]; then
         printf 'config:\n'
         cat "$REPO/config"
+        # protoc-c runs at configure time: a changed .proto reconfigures
+        cat "$REPO"/proto/*.proto
     fi
 }
 STAMP=$(stamp_input | sha256sum | cut -d' ' -f1)

@@ -22,7 +22,7 @@ fi
 . "$src/conf_flags"
 
 stamp=$(printf '%s\n' "$repo" "${NGX_CONF_FLAGS[*]}" "${KN_CFLAGS:-}" \
-        | cat - "$repo/config" | sha256sum | cut -d' ' -f1)
+        | cat - "$repo/config" "$repo"/proto/*.proto | sha256sum | cut -d' ' -f1)
 
 mkdir -p "$build"
 
