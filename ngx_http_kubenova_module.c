@@ -16,6 +16,7 @@
 #include "ngx_kubenova_pg_conninfo.h"
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_api.h"
+#include "ngx_kubenova_gateway.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -115,6 +116,30 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       NGX_KUBENOVA_HANDLER_METRICS,
       NULL },
 
+    /* gRPC endpoint of the Operators' streams */
+    { ngx_string("kubenova_operator_gateway"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_kubenova_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_KUBENOVA_HANDLER_GATEWAY,
+      NULL },
+
+    /* largest gRPC message either way */
+    { ngx_string("kubenova_grpc_max_message"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, grpc_max_message),
+      NULL },
+
+    /* how often each side says it is alive on an idle stream */
+    { ngx_string("kubenova_grpc_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, grpc_heartbeat),
+      NULL },
+
       ngx_null_command
 };
 
@@ -154,7 +179,8 @@ static ngx_http_handler_pt  ngx_http_kubenova_content_handlers[] = {
     ngx_kubenova_api_handler,              /* NGX_KUBENOVA_HANDLER_API */
     ngx_kubenova_healthz_handler,          /* NGX_KUBENOVA_HANDLER_HEALTHZ */
     ngx_kubenova_readyz_handler,           /* NGX_KUBENOVA_HANDLER_READYZ */
-    ngx_kubenova_metrics_handler           /* NGX_KUBENOVA_HANDLER_METRICS */
+    ngx_kubenova_metrics_handler,          /* NGX_KUBENOVA_HANDLER_METRICS */
+    ngx_kubenova_gateway_handler           /* NGX_KUBENOVA_HANDLER_GATEWAY */
 };
 
 
@@ -196,6 +222,8 @@ ngx_http_kubenova_create_loc_conf(ngx_conf_t *cf)
     klcf->handler = NGX_CONF_UNSET;
     klcf->signup = NGX_CONF_UNSET;
     klcf->api_max_body = NGX_CONF_UNSET;
+    klcf->grpc_max_message = NGX_CONF_UNSET_SIZE;
+    klcf->grpc_heartbeat = NGX_CONF_UNSET_MSEC;
 
     return klcf;
 }
@@ -210,6 +238,10 @@ ngx_http_kubenova_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->signup, prev->signup, 0);
     ngx_conf_merge_off_value(conf->api_max_body, prev->api_max_body,
                              1024 * 1024);
+    ngx_conf_merge_size_value(conf->grpc_max_message, prev->grpc_max_message,
+                              4 * 1024 * 1024);
+    ngx_conf_merge_msec_value(conf->grpc_heartbeat, prev->grpc_heartbeat,
+                              10000);
 
     /* a handler belongs to its own location only: it is never inherited */
 
@@ -362,7 +394,8 @@ ngx_http_kubenova_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_kubenova_loc_conf_t  *klcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_kubenova_main_conf_t  *kmcf;
 
     if (klcf->handler != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -372,6 +405,12 @@ ngx_http_kubenova_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_kubenova_content_handlers[cmd->offset];
+
+    if (cmd->offset == NGX_KUBENOVA_HANDLER_GATEWAY) {
+        kmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_kubenova_module);
+        kmcf->gateway_enabled = 1;
+    }
 
     if (ngx_http_kubenova_enable_metrics(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -422,6 +461,13 @@ ngx_http_kubenova_init_process(ngx_cycle_t *cycle)
         kmcf->pool = ngx_kubenova_pg_pool_create(cycle, kmcf->pg, metrics);
         if (kmcf->pool == NULL) {
             return NGX_ERROR;
+        }
+
+        if (kmcf->gateway_enabled) {
+            kmcf->gateway = ngx_kubenova_gateway_create(cycle, kmcf->pool);
+            if (kmcf->gateway == NULL) {
+                return NGX_ERROR;
+            }
         }
     }
 

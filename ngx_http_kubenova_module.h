@@ -26,8 +26,11 @@ typedef struct {
     u_char                    admin_token_hash[NGX_KUBENOVA_TOKEN_HASH_LEN];
     ngx_flag_t                has_admin_token;
 
+    ngx_flag_t                gateway_enabled;
+
     /* this worker's, set after fork in init_process */
     ngx_kubenova_pg_pool_t   *pool;
+    void                     *gateway;     /* ngx_kubenova_gateway_t */
 } ngx_http_kubenova_main_conf_t;
 
 
@@ -35,6 +38,8 @@ typedef struct {
     ngx_int_t                 handler;       /* ngx_kubenova_handler_e or -1 */
     ngx_flag_t                signup;
     off_t                     api_max_body;
+    size_t                    grpc_max_message;
+    ngx_msec_t                grpc_heartbeat;
 } ngx_http_kubenova_loc_conf_t;
 
 
@@ -45,6 +50,7 @@ typedef struct {
     ngx_str_t                 user;          /* $kubenova_user, after auth */
     ngx_str_t                 tenant;        /* $kubenova_tenant, after auth */
     void                     *api;           /* ngx_kubenova_api.c's state */
+    void                     *grpc;          /* ngx_kubenova_grpc.c's state */
     unsigned                  has_token:1;
     unsigned                  bad_token:1;   /* malformed Authorization */
     unsigned                  bootstrap_admin:1;

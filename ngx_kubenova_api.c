@@ -40,7 +40,7 @@ typedef struct {
 
 
 typedef struct {
-    const char              *name;
+    ngx_str_t                name;   /* points into the route's pattern */
     ngx_str_t                value;
 } ngx_kubenova_param_t;
 
@@ -80,7 +80,7 @@ static ngx_int_t ngx_kubenova_api_unauthorized(ngx_http_request_t *r,
 static ngx_int_t ngx_kubenova_api_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 static ngx_int_t ngx_kubenova_api_location(ngx_http_request_t *r,
-    const char *body, size_t len);
+    ngx_kubenova_api_ctx_t *ctx, const char *body, size_t len);
 static ngx_str_t *ngx_kubenova_api_media_type(ngx_http_request_t *r,
     ngx_str_t *type);
 
@@ -135,6 +135,8 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { PUT,    "clusters/:cluster",              "cluster.put",   JSON,  0 },
     { PATCH,  "clusters/:cluster",              "cluster.patch", MERGE, 0 },
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
+    { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
+                                                                 NONE,  0 },
 
     { GET,    "tenants/:tenant/apps",           "app.list",      NONE,  0 },
     { POST,   "tenants/:tenant/apps",           "app.create",    DOC,   0 },
@@ -177,6 +179,15 @@ ngx_kubenova_api_handler(ngx_http_request_t *r)
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /*
+     * If-Match is the database's to judge (against the generation before
+     * the write); nginx's not_modified filter would compare it with the
+     * answer's ETag (the generation after it) and turn a committed write
+     * into 412
+     */
+
+    r->disable_not_modified = 1;
 
     rc = ngx_kubenova_api_route(r, ctx);
 
@@ -376,7 +387,8 @@ ngx_kubenova_api_match(const char *pattern, ngx_str_t *segs, ngx_uint_t nsegs,
                 return 0;
             }
 
-            ctx->params[nparams].name = p + 1;
+            ctx->params[nparams].name.data = (u_char *) p + 1;
+            ctx->params[nparams].name.len = len - 1;
             ctx->params[nparams].value = segs[i];
             nparams++;
 
@@ -730,6 +742,7 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 static json_t *
 ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 {
+    u_char                   *name;
     json_t                   *env, *params, *query, *value;
     ngx_uint_t                i;
     ngx_http_kubenova_ctx_t  *kctx;
@@ -748,10 +761,21 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     }
 
     for (i = 0; i < ctx->nparams; i++) {
+
+        /* the pattern goes on after the name ("tenant/users"): copy it */
+
+        name = ngx_pnalloc(r->pool, ctx->params[i].name.len + 1);
+        if (name == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(name, ctx->params[i].name.data, ctx->params[i].name.len);
+        name[ctx->params[i].name.len] = '\0';
+
         value = json_stringn((const char *) ctx->params[i].value.data,
                              ctx->params[i].value.len);
         if (value == NULL
-            || json_object_set_new(params, ctx->params[i].name, value) != 0)
+            || json_object_set_new(params, (const char *) name, value) != 0)
         {
             goto failed;
         }
@@ -912,7 +936,7 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
     body[len++] = '\n';
 
     if (status == NGX_HTTP_CREATED
-        && ngx_kubenova_api_location(r, body, len) != NGX_OK)
+        && ngx_kubenova_api_location(r, ctx, body, len) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -982,13 +1006,16 @@ ngx_kubenova_api_add_header(ngx_http_request_t *r, const char *name,
 /* 201 Created: Location is the collection path plus the new object's name */
 
 static ngx_int_t
-ngx_kubenova_api_location(ngx_http_request_t *r, const char *body, size_t len)
+ngx_kubenova_api_location(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx,
+    const char *body, size_t len)
 {
     u_char       *p;
     json_t       *json, *name;
     size_t        n, nlen;
-    ngx_str_t     uri;
+    ngx_str_t     uri, *tenant;
     const char   *s;
+
+    static const char  tenants[] = NGX_KUBENOVA_API_PREFIX "/tenants/";
 
     json = json_loadb(body, len, 0, NULL);
     if (json == NULL) {
@@ -1011,6 +1038,24 @@ ngx_kubenova_api_location(ngx_http_request_t *r, const char *body, size_t len)
 
     if (uri.len && uri.data[uri.len - 1] == '/') {
         uri.len--;
+    }
+
+    if (ngx_strcmp(ctx->route->path, "users/:tenant/apps") == 0) {
+
+        /* the alias: the app lives under /tenants/{t}/apps */
+
+        tenant = &ctx->params[0].value;
+
+        uri.len = sizeof(tenants) - 1 + tenant->len + sizeof("/apps") - 1;
+        uri.data = ngx_pnalloc(r->pool, uri.len);
+        if (uri.data == NULL) {
+            json_decref(json);
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(uri.data, tenants, sizeof(tenants) - 1);
+        p = ngx_cpymem(p, tenant->data, tenant->len);
+        ngx_memcpy(p, "/apps", sizeof("/apps") - 1);
     }
 
     if (r->method != NGX_HTTP_POST) {

@@ -464,9 +464,19 @@ ngx_kubenova_pg_query_result(ngx_kubenova_pg_lease_t *lease, ngx_int_t rc,
 {
     ngx_kubenova_pg_query_t  *q = lease->data;
 
+    ngx_uint_t  keep;
+
+    /* q may be gone once done() returns: read what is needed first */
+
+    keep = q->keep;
+
     ngx_kubenova_pg_release(lease);
     q->active = 0;
     q->done(q->data, rc, res);
+
+    if (res && !keep) {
+        PQclear(res);
+    }
 }
 
 
@@ -1087,11 +1097,9 @@ ngx_kubenova_pg_statement_done(ngx_kubenova_pg_conn_t *kc)
 
     lease = kc->lease;
 
-    /* the callback may send the next statement or release the lease */
+    /* the callback owns res; it may send the next statement or release */
 
     lease->on_result(lease, NGX_OK, res);
-
-    PQclear(res);
 }
 
 

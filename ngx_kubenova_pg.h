@@ -42,7 +42,7 @@ typedef void (*ngx_kubenova_pg_acquired_pt)(ngx_kubenova_pg_lease_t *lease,
 /*
  * called once per statement: rc is NGX_OK with the statement's result (which
  * may still be an SQL error, see PQresultStatus), or a pool error with res
- * NULL.  The pool frees res after the call returns.
+ * NULL.  The callback owns res (PQclear).
  */
 typedef void (*ngx_kubenova_pg_result_pt)(ngx_kubenova_pg_lease_t *lease,
     ngx_int_t rc, PGresult *res);
@@ -78,7 +78,8 @@ struct ngx_kubenova_pg_lease_s {
 /*
  * One statement, start to finish: acquire, send, result, release.  done is
  * called exactly once, unless ngx_kubenova_pg_query_cancel() came first;
- * res is NULL when rc is not NGX_OK and is freed after done returns.
+ * res is NULL when rc is not NGX_OK and is freed after done returns, unless
+ * keep is set: then done owns it (PQclear).
  */
 typedef void (*ngx_kubenova_pg_done_pt)(void *data, ngx_int_t rc,
     PGresult *res);
@@ -90,6 +91,7 @@ typedef struct {
     const char *const           *values;     /* the caller's, until done */
     ngx_kubenova_pg_done_pt      done;
     void                        *data;
+    unsigned                     keep:1;
     unsigned                     active:1;
 } ngx_kubenova_pg_query_t;
 

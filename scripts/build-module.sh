@@ -50,5 +50,7 @@ make -C "$tree" -f objs/Makefile modules > "$build/make.log" 2>&1 || {
 
 grep -E "warning:" "$build/make.log" >&2 || true
 
-cp "$tree/objs/ngx_http_kubenova_module.so" "$build/ngx_http_kubenova_module.so"
+# replace, never overwrite: a running nginx maps the old file
+cp "$tree/objs/ngx_http_kubenova_module.so" "$build/.ngx_http_kubenova_module.so.new"
+mv -f "$build/.ngx_http_kubenova_module.so.new" "$build/ngx_http_kubenova_module.so"
 echo "$build/ngx_http_kubenova_module.so"

@@ -453,6 +453,26 @@ $$;
 
 
 ------------------------------------------------------------------------
+-- Secrets: bearer tokens and cluster secrets
+------------------------------------------------------------------------
+
+-- A new secret: the prefix and 43 characters of base64url (32 random
+-- bytes).  Shown once; only api.secret_hash() of it is stored.
+CREATE FUNCTION api.new_secret(prefix text) RETURNS text
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT prefix || rtrim(translate(encode(gen_random_bytes(32), 'base64'),
+                                     '+/', '-_'), '=')
+$$;
+
+-- What nginx computes from a presented secret (the Authorization header, a
+-- Hello's cluster_secret): lowercase hex SHA-256 of its bytes.
+CREATE FUNCTION api.secret_hash(secret text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT encode(sha256(convert_to(secret, 'UTF8')), 'hex')
+$$;
+
+
+------------------------------------------------------------------------
 -- Authentication and roles
 ------------------------------------------------------------------------
 
@@ -793,6 +813,29 @@ BEGIN
 END
 $$;
 
+
+-- Where an object stands on each cluster it is placed on (live rows only:
+-- a tombstone's cluster is no longer a placement), for the REST views:
+-- "synced" once the cluster acked the desired generation (or a later one),
+-- "error" when its last ack of the desired generation (or a later one)
+-- failed, else "pending".  Index lookups only: desired_state_object, then
+-- applied_state's primary key.
+CREATE FUNCTION api.sync_status(object_kind text, object_name text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'cluster', x.cluster, 'state', x.state, 'generation', x.generation,
+               'applied_generation', x.applied_generation,
+               'error', CASE WHEN x.state = 'error' THEN x.error END)
+           ORDER BY x.cluster), '[]')
+    FROM (SELECT d.cluster, d.generation, s.generation AS applied_generation, s.error,
+                 CASE WHEN NOT s.ok AND s.error_generation >= d.generation THEN 'error'
+                      WHEN s.generation >= d.generation THEN 'synced'
+                      ELSE 'pending' END AS state
+          FROM desired_state d
+          LEFT JOIN applied_state s
+                 ON s.cluster = d.cluster AND s.kind = d.kind AND s.name = d.name
+          WHERE d.kind = object_kind AND d.name = object_name AND NOT d.deleted) x
+$$;
 
 -- Does an object still run (or is about to run) somewhere?  Decides between
 -- 202 (delete through tombstones) and 204 (gone at once).

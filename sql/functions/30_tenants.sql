@@ -3,10 +3,11 @@
 -- suspended, labels and ingress_hostnames.  Every change re-syncs the
 -- tenant's desired state; a tenant placed on clusters is deleted through
 -- tombstones (202, status "deleting"), one placed nowhere at once (204).
+-- "sync" (read-only) says where the tenant stands on each of its clusters.
 
 CREATE FUNCTION api.tenant_read_only() RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT ARRAY['status', 'generation', 'created_at', 'updated_at']
+    SELECT ARRAY['status', 'sync', 'generation', 'created_at', 'updated_at']
 $$;
 
 CREATE FUNCTION api.tenant_json(t tenants) RETURNS jsonb
@@ -20,6 +21,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'suspended', t.suspended,
         'ingress_hostnames', to_jsonb(t.ingress_hostnames),
         'status', t.status,
+        'sync', api.sync_status('Tenant', t.name),
         'generation', t.generation,
         'created_at', api.ts(t.created_at), 'updated_at', api.ts(t.updated_at))
 $$;

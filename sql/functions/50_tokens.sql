@@ -41,7 +41,7 @@ BEGIN
 END
 $$;
 
--- Make a token: "kn_" and 43 characters of base64url (32 random bytes).
+-- Make a token: "kn_" and 43 characters of base64url (api.new_secret).
 -- A revoked or expired token of the same name is replaced; a live one is a
 -- conflict.  Answers the token's representation plus the secret ("token").
 CREATE FUNCTION api.new_token(owner_name text, token_name text, expires timestamptz)
@@ -49,8 +49,7 @@ RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     old     tokens;
-    secret  text := 'kn_' || rtrim(translate(encode(gen_random_bytes(32), 'base64'),
-                                             '+/', '-_'), '=');
+    secret  text := api.new_secret('kn_');
     tk      tokens;
 BEGIN
     SELECT * INTO old FROM tokens WHERE user_name = owner_name AND name = token_name FOR UPDATE;
@@ -59,11 +58,7 @@ BEGIN
     END IF;
     DELETE FROM tokens WHERE id = old.id;
     INSERT INTO tokens (user_name, name, token_hash, expires_at)
-    VALUES (owner_name, token_name,
-            -- what nginx computes from the Authorization header: lowercase
-            -- hex SHA-256 of the token's bytes
-            encode(sha256(convert_to(secret, 'UTF8')), 'hex'),
-            expires)
+    VALUES (owner_name, token_name, api.secret_hash(secret), expires)
     RETURNING * INTO tk;
     RETURN api.token_json(tk) || jsonb_build_object('token', secret);
 END

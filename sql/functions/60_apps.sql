@@ -3,7 +3,22 @@
 -- its metadata.name is the app's name.  Members read, owners and admins
 -- write.  Every change re-syncs the tenant's desired state: each cluster the
 -- tenant is placed on gets the document as kind "Application", name
--- "<tenant>/<app>".
+-- "<tenant>/<app>".  Read-only views: "sync" (where the document stands on
+-- each cluster) and "cluster_status" (what each cluster's Operator last
+-- reported about the running app, table app_status).
+
+-- The app's latest status from each cluster (index app_status_app).
+CREATE FUNCTION api.app_cluster_status(tenant_name text, app_name text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'cluster', s.cluster, 'generation', s.generation, 'phase', s.phase,
+               'observed_generation', s.observed_generation,
+               'workflow_state', s.workflow_state, 'services', s.services,
+               'updated_at', api.ts(s.updated_at))
+           ORDER BY s.cluster), '[]')
+    FROM app_status s
+    WHERE s.tenant = tenant_name AND s.app = app_name
+$$;
 
 CREATE FUNCTION api.app_json(a applications) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
@@ -13,6 +28,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'generation', a.generation,
         'status', a.status,
         'document', a.document,
+        'sync', api.sync_status('Application', a.tenant || '/' || a.name),
+        'cluster_status', api.app_cluster_status(a.tenant, a.name),
         'created_at', api.ts(a.created_at), 'updated_at', api.ts(a.updated_at))
 $$;
 

@@ -25,6 +25,7 @@ BEGIN
         WHEN 'cluster.put'    THEN RETURN api.cluster_put(c, e);
         WHEN 'cluster.patch'  THEN RETURN api.cluster_patch(c, e);
         WHEN 'cluster.delete' THEN RETURN api.cluster_delete(c, e);
+        WHEN 'cluster.rotate_secret' THEN RETURN api.cluster_rotate_secret(c, e);
         WHEN 'tenant.list'    THEN RETURN api.tenant_list(c, e);
         WHEN 'tenant.get'     THEN RETURN api.tenant_get(c, e);
         WHEN 'tenant.create'  THEN RETURN api.tenant_create(c, e);
@@ -59,7 +60,8 @@ $$;
 CREATE FUNCTION api.is_write_op(op text) RETURNS boolean
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT op = 'signup'
-        OR split_part(op, '.', 2) IN ('create', 'put', 'patch', 'delete', 'revoke')
+        OR split_part(op, '.', 2) IN ('create', 'put', 'patch', 'delete', 'revoke',
+                                      'rotate_secret')
 $$;
 
 -- Errors that only a race between two transactions produces (the checks in
