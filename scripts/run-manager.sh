@@ -9,6 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 run=$repo/run
 http_port=${KN_HTTP_PORT:-8080}
+grpc_port=${KN_GRPC_PORT:-8081}
 pg_port=${KN_PG_PORT:-15432}
 conninfo="host=127.0.0.1 port=$pg_port dbname=kubenova user=postgres"
 
@@ -27,6 +28,7 @@ fi
 ln -sf "$so" "$run/modules/ngx_http_kubenova_module.so"
 sed -e "s|host=127.0.0.1 port=5432 dbname=kubenova user=kubenova|$conninfo|" \
     -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$http_port;|" \
+    -e "s|listen 127.0.0.1:8081 http2;|listen 127.0.0.1:$grpc_port http2;|" \
     "$repo/conf/nginx.conf" > "$run/conf/nginx.conf"
 [ "$(id -u)" = 0 ] && sed -i '1i user root;' "$run/conf/nginx.conf"
 
@@ -53,6 +55,7 @@ KubeNova Manager is listening on http://127.0.0.1:$http_port
   curl http://127.0.0.1:$http_port/metrics
   curl -H "Authorization: Bearer \$(cat $run/conf/secrets/admin.token)" \\
        http://127.0.0.1:$http_port/api/v1/tenants
+Operator gateway (gRPC, h2c): 127.0.0.1:$grpc_port
 Admin token (bootstrap; create real admins with POST /api/v1/admins):
   $run/conf/secrets/admin.token
 PostgreSQL: $conninfo   (data in $run/pgdata)
