@@ -121,6 +121,8 @@ static ngx_int_t ngx_kubenova_gw_send_object(ngx_kubenova_gw_stream_t *s,
     const char *kind, const char *name, const char *generation,
     ngx_uint_t deleted, const char *spec, size_t spec_len);
 static ngx_int_t ngx_kubenova_gw_heartbeat_in(ngx_kubenova_gw_stream_t *s);
+static ngx_uint_t ngx_kubenova_gw_refused(ngx_kubenova_gw_stream_t *s,
+    PGresult *res);
 static void ngx_kubenova_gw_current_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
 static ngx_int_t ngx_kubenova_gw_ack(ngx_kubenova_gw_stream_t *s,
@@ -179,19 +181,19 @@ static const char  ngx_kubenova_gw_object_sql[] =
     "SELECT generation, deleted, spec FROM gateway.object($1, $2, $3)";
 
 static const char  ngx_kubenova_gw_ack_sql[] =
-    "SELECT current FROM gateway.ack($1, $2, $3, $4, $5::bigint, "
-    "$6::boolean, $7)";
+    "SELECT current, status, message FROM gateway.ack($1, $2, $3, $4, "
+    "$5::bigint, $6::boolean, $7)";
 
 static const char  ngx_kubenova_gw_heartbeat_sql[] =
     "SELECT current FROM gateway.heartbeat($1, $2)";
 
 static const char  ngx_kubenova_gw_usage_sql[] =
-    "SELECT stored FROM gateway.usage($1, $2::bigint, $3::bigint, "
-    "$4::bigint, $5::jsonb)";
+    "SELECT stored, status, message FROM gateway.usage($1, $2::bigint, "
+    "$3::bigint, $4::bigint, $5::jsonb)";
 
 static const char  ngx_kubenova_gw_app_status_sql[] =
-    "SELECT stored FROM gateway.app_status($1, $2, $3, $4::bigint, $5, "
-    "$6::bigint, $7, $8::jsonb)";
+    "SELECT stored, status, message FROM gateway.app_status($1, $2, $3, "
+    "$4::bigint, $5, $6::bigint, $7, $8::jsonb)";
 
 static const char  ngx_kubenova_gw_disconnect_sql[] =
     "SELECT done FROM gateway.disconnect($1, $2)";
@@ -670,11 +672,44 @@ ngx_kubenova_gw_heartbeat_in(ngx_kubenova_gw_stream_t *s)
 }
 
 
+/*
+ * gateway.ack, .usage and .app_status answer what the Operator got wrong as
+ * a gRPC status in their second column: end the stream with it.
+ */
+
+static ngx_uint_t
+ngx_kubenova_gw_refused(ngx_kubenova_gw_stream_t *s, PGresult *res)
+{
+    ngx_int_t  status;
+
+    if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 1)) {
+        return 0;
+    }
+
+    status = ngx_atoi((u_char *) PQgetvalue(res, 0, 1),
+                      PQgetlength(res, 0, 1));
+
+    if (status == 0) {
+        return 0;
+    }
+
+    ngx_kubenova_gw_end(s, status == NGX_ERROR ? NGX_KUBENOVA_GRPC_INTERNAL
+                                               : (ngx_uint_t) status,
+                        PQgetisnull(res, 0, 2) ? "refused"
+                                               : PQgetvalue(res, 0, 2));
+    return 1;
+}
+
+
 /* gateway.ack and gateway.heartbeat say whether this stream is current */
 
 static void
 ngx_kubenova_gw_current_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
 {
+    if (ngx_kubenova_gw_refused(s, res)) {
+        return;
+    }
+
     if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f') {
         ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_ABORTED,
                             "replaced by a newer stream for this cluster");
@@ -795,6 +830,10 @@ ngx_kubenova_gw_usage_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     Kubenova__V1__UsageAck        ack = KUBENOVA__V1__USAGE_ACK__INIT;
     Kubenova__V1__ManagerMessage  msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
 
+    if (ngx_kubenova_gw_refused(s, res)) {
+        return;
+    }
+
     /* stored now or before: either way the Operator may forget it */
 
     ack.sequence = (int64_t) ngx_atoof((u_char *) s->params[5],
@@ -885,6 +924,10 @@ ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
 {
     Kubenova__V1__StatusAck       ack = KUBENOVA__V1__STATUS_ACK__INIT;
     Kubenova__V1__ManagerMessage  msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
+
+    if (ngx_kubenova_gw_refused(s, res)) {
+        return;
+    }
 
     ack.tenant = (char *) s->params[1];
     ack.app = (char *) s->params[2];
