@@ -21,7 +21,7 @@
 
 
 #define NGX_KUBENOVA_GRPC_HEADER      5
-#define NGX_KUBENOVA_GRPC_OUT_BUF     16384
+#define NGX_KUBENOVA_GRPC_OUT_BUF     4096     /* idle streams keep one */
 #define NGX_KUBENOVA_GRPC_IN_MIN      1024
 #define NGX_KUBENOVA_GRPC_IN_KEEP     16384    /* kept while idle */
 
