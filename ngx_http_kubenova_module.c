@@ -17,6 +17,7 @@
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_api.h"
 #include "ngx_kubenova_gateway.h"
+#include "ngx_kubenova_crypto.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -40,6 +41,8 @@ static ngx_int_t ngx_http_kubenova_enable_metrics(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kubenova_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kubenova_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_kubenova_admin_token_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_kubenova_secret_key_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_kubenova_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kubenova_variable(ngx_http_request_t *r,
@@ -72,6 +75,14 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
     { ngx_string("kubenova_admin_token_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_kubenova_admin_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* the key that encrypts secrets at rest (kubeconfigs) */
+    { ngx_string("kubenova_secret_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_kubenova_secret_key_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -550,6 +561,32 @@ ngx_http_kubenova_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     kmcf->has_admin_token = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_kubenova_secret_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (kmcf->has_secret_key) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_kubenova_crypto_load_key(cf, &value[1], kmcf->secret_key)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    kmcf->has_secret_key = 1;
 
     return NGX_CONF_OK;
 }

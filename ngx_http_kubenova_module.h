@@ -26,6 +26,9 @@ typedef struct {
     u_char                    admin_token_hash[NGX_KUBENOVA_TOKEN_HASH_LEN];
     ngx_flag_t                has_admin_token;
 
+    u_char                    secret_key[32];   /* AES-256-GCM, at rest */
+    ngx_flag_t                has_secret_key;
+
     ngx_flag_t                gateway_enabled;
 
     /* this worker's, set after fork in init_process */

@@ -15,6 +15,7 @@
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_yaml.h"
+#include "ngx_kubenova_crypto.h"
 
 
 #define NGX_KUBENOVA_API_PREFIX      "/api/v1"
@@ -83,6 +84,8 @@ static ngx_int_t ngx_kubenova_api_location(ngx_http_request_t *r,
     ngx_kubenova_api_ctx_t *ctx, const char *body, size_t len);
 static ngx_str_t *ngx_kubenova_api_media_type(ngx_http_request_t *r,
     ngx_str_t *type);
+static ngx_int_t ngx_kubenova_api_kubeconfig(ngx_http_request_t *r,
+    const char *body, size_t len);
 
 
 #define GET     NGX_HTTP_GET
@@ -137,6 +140,8 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
     { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
                                                                  NONE,  0 },
+
+    { GET,    "tenants/:tenant/kubeconfig",     "kubeconfig.get", NONE, 0 },
 
     { GET,    "tenants/:tenant/apps",           "app.list",      NONE,  0 },
     { POST,   "tenants/:tenant/apps",           "app.create",    DOC,   0 },
@@ -782,7 +787,9 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     }
 
     if (ngx_kubenova_api_query_arg(r, query, "limit") != NGX_OK
-        || ngx_kubenova_api_query_arg(r, query, "continue") != NGX_OK)
+        || ngx_kubenova_api_query_arg(r, query, "continue") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "cluster") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "role") != NGX_OK)
     {
         goto failed;
     }
@@ -926,6 +933,12 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
     }
 
     len = PQgetlength(res, 0, 2);
+
+    if (status == NGX_HTTP_OK
+        && ngx_strcmp(ctx->route->op, "kubeconfig.get") == 0)
+    {
+        return ngx_kubenova_api_kubeconfig(r, PQgetvalue(res, 0, 2), len);
+    }
 
     body = ngx_pnalloc(r->pool, len + 1);
     if (body == NULL) {
@@ -1080,4 +1093,97 @@ ngx_kubenova_api_location(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx,
     json_decref(json);
 
     return ngx_kubenova_api_add_header(r, "Location", p, uri.data - p);
+}
+
+
+/*
+ * GET /tenants/{t}/kubeconfig: the database answers the ciphertext, which
+ * is opened here and served as the kubeconfig itself.
+ */
+
+static ngx_int_t
+ngx_kubenova_api_kubeconfig(ngx_http_request_t *r, const char *body,
+    size_t len)
+{
+    u_char                         *p;
+    size_t                          n;
+    json_t                         *json;
+    ngx_str_t                       b64, sealed, aad, plain;
+    const char                     *cluster, *tenant, *role, *text;
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    static ngx_str_t  yaml = ngx_string("application/yaml");
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
+
+    if (!kmcf->has_secret_key) {
+        return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "kubeconfig_unavailable",
+                                       "kubenova_secret_key_file is not set");
+    }
+
+    json = json_loadb(body, len, 0, NULL);
+
+    if (json == NULL
+        || json_unpack(json, "{s:s,s:s,s:s,s:s}", "cluster", &cluster,
+                       "tenant", &tenant, "role", &role,
+                       "ciphertext", &text) != 0)
+    {
+        if (json) {
+            json_decref(json);
+        }
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b64.data = (u_char *) text;
+    b64.len = ngx_strlen(text);
+
+    sealed.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(b64.len));
+    plain.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(b64.len));
+
+    if (sealed.data == NULL || plain.data == NULL
+        || ngx_decode_base64(&sealed, &b64) != NGX_OK
+        || sealed.len < NGX_KUBENOVA_SEAL_OVERHEAD
+        || ngx_kubenova_crypto_kubeconfig_aad(r->pool, cluster, tenant, role,
+                                              &aad) != NGX_OK
+        || ngx_kubenova_crypto_open(kmcf->secret_key, &aad, sealed.data,
+                                    sealed.len, plain.data) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kubenova: cannot open the kubeconfig of tenant "
+                      "\"%s\" on cluster \"%s\" (another "
+                      "kubenova_secret_key_file?)", tenant, cluster);
+        json_decref(json);
+        return ngx_kubenova_json_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "internal_error",
+                                       "the kubeconfig cannot be decrypted");
+    }
+
+    plain.len = sealed.len - NGX_KUBENOVA_SEAL_OVERHEAD;
+
+    /* attachment; filename="<tenant>-<cluster>-<role>.kubeconfig" */
+
+    n = sizeof("attachment; filename=\"--.kubeconfig\"") + ngx_strlen(tenant)
+        + ngx_strlen(cluster) + ngx_strlen(role);
+
+    p = ngx_pnalloc(r->pool, n);
+    if (p == NULL) {
+        json_decref(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = ngx_sprintf(p, "attachment; filename=\"%s-%s-%s.kubeconfig\"",
+                    tenant, cluster, role) - p;
+
+    json_decref(json);
+
+    if (ngx_kubenova_api_add_header(r, "Content-Disposition", p, n) != NGX_OK
+        || ngx_kubenova_api_add_header(r, "Cache-Control",
+                                       (u_char *) "no-store", 8) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_kubenova_send_body(r, NGX_HTTP_OK, &yaml, plain.data,
+                                  plain.len);
 }

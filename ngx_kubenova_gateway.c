@@ -24,6 +24,7 @@
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_grpc.h"
 #include "ngx_kubenova_token.h"
+#include "ngx_kubenova_crypto.h"
 #include "kubenova.pb-c.h"
 
 
@@ -135,6 +136,10 @@ static ngx_int_t ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__ApplicationStatus *st);
 static void ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
+static ngx_int_t ngx_kubenova_gw_kubeconfig(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__IssuedKubeconfig *kc);
+static void ngx_kubenova_gw_kubeconfig_done(ngx_kubenova_gw_stream_t *s,
+    PGresult *res);
 static ngx_int_t ngx_kubenova_gw_call(ngx_kubenova_gw_stream_t *s,
     const char *sql, int nparams, ngx_kubenova_gw_done_pt done);
 static void ngx_kubenova_gw_call_done(void *data, ngx_int_t rc,
@@ -194,6 +199,10 @@ static const char  ngx_kubenova_gw_usage_sql[] =
 static const char  ngx_kubenova_gw_app_status_sql[] =
     "SELECT stored, status, message FROM gateway.app_status($1, $2, $3, "
     "$4::bigint, $5, $6::bigint, $7, $8::jsonb)";
+
+static const char  ngx_kubenova_gw_kubeconfig_sql[] =
+    "SELECT stored, status, message FROM gateway.kubeconfig($1, $2, $3, $4, "
+    "$5)";
 
 static const char  ngx_kubenova_gw_disconnect_sql[] =
     "SELECT done FROM gateway.disconnect($1, $2)";
@@ -362,12 +371,12 @@ ngx_kubenova_gw_dispatch(ngx_kubenova_gw_stream_t *s,
         rc = ngx_kubenova_gw_app_status(s, m->app_status);
         break;
 
+    case KUBENOVA__V1__OPERATOR_MESSAGE__BODY_KUBECONFIG:
+        rc = ngx_kubenova_gw_kubeconfig(s, m->kubeconfig);
+        break;
+
     default:
-        /*
-         * Kubeconfigs are stored once there is a key to encrypt them with;
-         * an unknown message (a newer Operator) is skipped: the protocol
-         * grows by adding messages.
-         */
+        /* a newer Operator's message: the protocol grows by adding them */
         ngx_log_error(NGX_LOG_INFO, s->request->connection->log, 0,
                       "kubenova: gateway skips a message of type %d from "
                       "cluster \"%s\"", (int) m->body_case, s->cluster);
@@ -935,6 +944,111 @@ ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
                                          ngx_strlen(s->params[3]));
     msg.body_case = KUBENOVA__V1__MANAGER_MESSAGE__BODY_STATUS_ACK;
     msg.status_ack = &ack;
+
+    (void) ngx_kubenova_grpc_send(s->grpc, &msg.base);
+}
+
+
+/* a kubeconfig is encrypted here, before it reaches the database */
+
+static ngx_int_t
+ngx_kubenova_gw_kubeconfig(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__IssuedKubeconfig *kc)
+{
+    u_char                         *sealed;
+    size_t                          sealed_len;
+    ngx_str_t                       aad, raw, b64;
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    if (kc->tenant == NULL || kc->tenant[0] == '\0'
+        || !ngx_kubenova_gw_text_ok(kc->tenant, 63)
+        || kc->role == NULL
+        || (ngx_strcmp(kc->role, "owner") != 0
+            && ngx_strcmp(kc->role, "readonly") != 0)
+        || kc->kubeconfig.len == 0)
+    {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INVALID_ARGUMENT,
+                            "a kubeconfig needs a tenant, a role (owner or "
+                            "readonly) and its bytes");
+        return NGX_DONE;
+    }
+
+    kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
+
+    if (!kmcf->has_secret_key) {
+        /* not acked: the Operator keeps it and sends it again later */
+        ngx_log_error(NGX_LOG_ERR, s->request->connection->log, 0,
+                      "kubenova: kubeconfig of tenant \"%s\" from cluster "
+                      "\"%s\" not stored: kubenova_secret_key_file is not "
+                      "set", kc->tenant, s->cluster);
+        return NGX_OK;
+    }
+
+    sealed_len = kc->kubeconfig.len + NGX_KUBENOVA_SEAL_OVERHEAD;
+
+    s->scratch = ngx_create_pool(2 * sealed_len + 4096,
+                                 s->request->connection->log);
+    if (s->scratch == NULL) {
+        goto failed;
+    }
+
+    sealed = ngx_pnalloc(s->scratch, sealed_len);
+    b64.data = ngx_pnalloc(s->scratch,
+                           ngx_base64_encoded_length(sealed_len) + 1);
+
+    if (sealed == NULL || b64.data == NULL
+        || ngx_kubenova_crypto_kubeconfig_aad(s->scratch, (char *) s->cluster,
+                                              kc->tenant, kc->role, &aad)
+           != NGX_OK
+        || ngx_kubenova_crypto_seal(kmcf->secret_key, &aad,
+                                    kc->kubeconfig.data, kc->kubeconfig.len,
+                                    sealed)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    raw.data = sealed;
+    raw.len = sealed_len;
+    ngx_encode_base64(&b64, &raw);
+    b64.data[b64.len] = '\0';
+
+    s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
+    s->params[1] = ngx_kubenova_gw_param(s, (char *) s->stream_id);
+    s->params[2] = ngx_kubenova_gw_param(s, kc->tenant);
+    s->params[3] = ngx_kubenova_gw_param(s, kc->role);
+    s->params[4] = (char *) b64.data;
+
+    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_kubeconfig_sql, 5,
+                                ngx_kubenova_gw_kubeconfig_done);
+
+failed:
+
+    if (s->scratch) {
+        ngx_destroy_pool(s->scratch);
+        s->scratch = NULL;
+    }
+
+    ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL,
+                        "cannot encrypt the kubeconfig");
+    return NGX_DONE;
+}
+
+
+static void
+ngx_kubenova_gw_kubeconfig_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
+{
+    Kubenova__V1__KubeconfigAck   ack = KUBENOVA__V1__KUBECONFIG_ACK__INIT;
+    Kubenova__V1__ManagerMessage  msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
+
+    if (ngx_kubenova_gw_refused(s, res)) {
+        return;
+    }
+
+    ack.tenant = (char *) s->params[2];
+    ack.role = (char *) s->params[3];
+    msg.body_case = KUBENOVA__V1__MANAGER_MESSAGE__BODY_KUBECONFIG_ACK;
+    msg.kubeconfig_ack = &ack;
 
     (void) ngx_kubenova_grpc_send(s->grpc, &msg.base);
 }

@@ -19,6 +19,9 @@ so=$("$repo/scripts/build-module.sh")
 mkdir -p "$run"/{logs,temp,modules} "$run/conf/secrets"
 chmod 755 "$run"
 chmod 700 "$run/conf/secrets"
+if [ ! -s "$run/conf/secrets/secret.key" ]; then
+    (umask 077; openssl rand -base64 32 > "$run/conf/secrets/secret.key")
+fi
 if [ ! -s "$run/conf/secrets/admin.token" ]; then
     (umask 077; printf 'kn_admin_%s\n' "$(openssl rand -hex 24)" > "$run/conf/secrets/admin.token")
 fi

@@ -549,3 +549,33 @@ BEGIN
     RETURN QUERY SELECT done, 0, NULL::text;
 END
 $$;
+
+
+-- A kubeconfig an Operator issued, already encrypted by the Manager (the
+-- ciphertext arrives base64-encoded).  Stored for a tenant placed on the
+-- cluster only; replaced by a newer one for the same (tenant, role).
+CREATE FUNCTION gateway.kubeconfig(cluster text, stream_id text, tenant text,
+                                   role text, ciphertext text)
+RETURNS TABLE (stored boolean, status integer, message text)
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    t  tenants;
+BEGIN
+    IF kubeconfig.role NOT IN ('owner', 'readonly') THEN
+        RETURN QUERY SELECT false, 3, 'role must be owner or readonly';
+        RETURN;
+    END IF;
+    SELECT * INTO t FROM tenants WHERE name = kubeconfig.tenant;
+    IF NOT FOUND OR NOT kubeconfig.cluster = ANY (api.placed_clusters(t)) THEN
+        RETURN QUERY SELECT false, 0, NULL::text;   -- not ours to keep
+        RETURN;
+    END IF;
+    INSERT INTO kubeconfigs AS k (cluster, tenant, role, ciphertext, issued_at)
+    VALUES (kubeconfig.cluster, kubeconfig.tenant, kubeconfig.role,
+            decode(kubeconfig.ciphertext, 'base64'), now())
+    ON CONFLICT (cluster, tenant, role) DO UPDATE
+        SET ciphertext = excluded.ciphertext, issued_at = now();
+    RETURN QUERY SELECT true, 0, NULL::text;
+END
+$$;

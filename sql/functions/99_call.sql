@@ -26,6 +26,7 @@ BEGIN
         WHEN 'cluster.patch'  THEN RETURN api.cluster_patch(c, e);
         WHEN 'cluster.delete' THEN RETURN api.cluster_delete(c, e);
         WHEN 'cluster.rotate_secret' THEN RETURN api.cluster_rotate_secret(c, e);
+        WHEN 'kubeconfig.get' THEN RETURN api.kubeconfig_get(c, e);
         WHEN 'tenant.list'    THEN RETURN api.tenant_list(c, e);
         WHEN 'tenant.get'     THEN RETURN api.tenant_get(c, e);
         WHEN 'tenant.create'  THEN RETURN api.tenant_create(c, e);
