@@ -55,6 +55,7 @@ typedef struct {
 } ngx_kubenova_api_ctx_t;
 
 
+static void ngx_kubenova_api_cleanup(void *data);
 static ngx_int_t ngx_kubenova_api_route(ngx_http_request_t *r,
     ngx_kubenova_api_ctx_t *ctx);
 static ngx_uint_t ngx_kubenova_api_match(const char *pattern,
@@ -177,6 +178,7 @@ ngx_int_t
 ngx_kubenova_api_handler(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
+    ngx_pool_cleanup_t       *cln;
     ngx_kubenova_api_ctx_t   *ctx;
     ngx_http_kubenova_ctx_t  *kctx;
 
@@ -184,6 +186,19 @@ ngx_kubenova_api_handler(ngx_http_request_t *r)
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /*
+     * the parsed body is jansson's (malloc): released with the request
+     * whatever happens to it (503 before the statement, client gone away)
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_kubenova_api_cleanup;
+    cln->data = ctx;
 
     /*
      * If-Match is the database's to judge (against the generation before
@@ -219,7 +234,7 @@ ngx_kubenova_api_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_kubenova_api_check_body(r, ctx);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             r->keepalive = 0;
         }
@@ -244,6 +259,18 @@ ngx_kubenova_api_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+static void
+ngx_kubenova_api_cleanup(void *data)
+{
+    ngx_kubenova_api_ctx_t  *ctx = data;
+
+    if (ctx->body) {
+        json_decref(ctx->body);
+        ctx->body = NULL;
+    }
 }
 
 
@@ -465,7 +492,10 @@ ngx_kubenova_api_not_allowed(ngx_http_request_t *r, ngx_uint_t methods)
 }
 
 
-/* the request body */
+/*
+ * the request body: NGX_DECLINED to read it, else the answer sent (413,
+ * 415)
+ */
 
 
 static ngx_int_t
@@ -485,7 +515,7 @@ ngx_kubenova_api_check_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 
     if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
         ctx->body_format = NULL;
-        return NGX_OK;       /* no body: the database answers "required" */
+        return NGX_DECLINED;    /* no body: the database answers "required" */
     }
 
     t = ngx_kubenova_api_media_type(r, &type);
@@ -493,7 +523,7 @@ ngx_kubenova_api_check_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     if (t != NULL) {
         if (ngx_strcasecmp(type.data, (u_char *) "application/json") == 0) {
             ctx->body_format = "json";
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         if (ctx->route->body == NGX_KUBENOVA_BODY_PATCH
@@ -501,7 +531,7 @@ ngx_kubenova_api_check_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                               (u_char *) "application/merge-patch+json") == 0)
         {
             ctx->body_format = "json";
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         if (ctx->route->body == NGX_KUBENOVA_BODY_DOCUMENT
@@ -511,7 +541,7 @@ ngx_kubenova_api_check_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                 || ngx_strcasecmp(type.data, (u_char *) "text/yaml") == 0))
         {
             ctx->body_format = "yaml";
-            return NGX_OK;
+            return NGX_DECLINED;
         }
     }
 
@@ -569,7 +599,7 @@ ngx_kubenova_api_body_read(ngx_http_request_t *r)
 
     rc = ngx_kubenova_api_parse_body(r, ctx);
 
-    if (rc == NGX_OK) {
+    if (rc == NGX_DECLINED) {
         rc = ngx_kubenova_api_start(r, ctx);
 
         if (rc == NGX_AGAIN) {
@@ -580,6 +610,11 @@ ngx_kubenova_api_body_read(ngx_http_request_t *r)
     ngx_http_finalize_request(r, rc);
 }
 
+
+/*
+ * NGX_DECLINED: the body is parsed (or absent), go on with the database;
+ * anything else: the answer (an error) has been sent, finalize with it
+ */
 
 static ngx_int_t
 ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
@@ -592,7 +627,7 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     u_char        msg[512];
 
     if (ctx->body_format == NULL) {
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     rc = ngx_kubenova_api_body_bytes(r, &bytes);
@@ -610,7 +645,7 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 
     if (bytes.len == 0) {
         ctx->body_format = NULL;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     if (ngx_strcmp(ctx->body_format, "yaml") == 0) {
@@ -623,7 +658,7 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                            "invalid_yaml", (char *) msg);
         }
 
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     ctx->body = json_loadb((const char *) bytes.data, bytes.len,
@@ -637,7 +672,7 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                        "invalid_json", (char *) msg);
     }
 
-    return NGX_OK;
+    return NGX_DECLINED;
 }
 
 
