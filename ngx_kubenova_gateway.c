@@ -1257,6 +1257,18 @@ ngx_kubenova_gw_end(ngx_kubenova_gw_stream_t *s, ngx_uint_t status,
 
     s->ended = 1;
 
+    /*
+     * An ended stream may linger until its client takes the rest of its
+     * output (up to send_timeout): it must not keep its place in the tree,
+     * where it would hide a newer stream of its cluster from the changes.
+     */
+
+    if (s->registered) {
+        ngx_rbtree_delete(&s->gateway->streams, &s->node.node);
+        s->registered = 0;
+        ngx_kubenova_gw_disconnect(s);
+    }
+
     if (s->grpc) {
         ngx_kubenova_grpc_finish(s->grpc, status, message);
     }

@@ -704,7 +704,7 @@ ngx_kubenova_grpc_finish(ngx_kubenova_grpc_t *g, ngx_uint_t status,
     ngx_chain_t               out;
     ngx_http_request_t       *r;
     ngx_kubenova_grpc_ctx_t  *gctx;
-    u_char                    code[NGX_INT_T_LEN];
+    u_char                   *code;
 
     if (g->finished) {
         return;
@@ -720,18 +720,25 @@ ngx_kubenova_grpc_finish(ngx_kubenova_grpc_t *g, ngx_uint_t status,
                   "kubenova: gRPC stream ends: status %ui, %s",
                   status, message);
 
-    /* grpc-message is percent-encoded: printable ASCII except '%' stays */
+    /*
+     * The trailers are serialized when the last buffer gets out, which may
+     * be long after this returns (the client's window is shut): their
+     * values live in the request's pool, never on this stack.
+     */
 
     len = ngx_strlen(message);
     enc = ngx_pnalloc(r->pool, len * 3);
+    code = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
 
-    if (enc == NULL
+    if (enc == NULL || code == NULL
         || ngx_kubenova_grpc_trailer(r, "grpc-status", code,
                                      ngx_sprintf(code, "%ui", status) - code)
            != NGX_OK)
     {
         goto finalize;
     }
+
+    /* grpc-message is percent-encoded: printable ASCII except '%' stays */
 
     last = enc;
 

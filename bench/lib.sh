@@ -3,6 +3,10 @@
 #
 #   BENCH_CONNECTIONS (64)  BENCH_SECONDS (10)  BENCH_WORKERS (auto)
 #   BENCH_POOL (16, connections per worker)
+#
+# A script may set, before bench_setup: bench_main_conf (main context),
+# bench_events_conf (default "worker_connections 4096;") and
+# bench_http_conf (more of the http block, e.g. another server).
 
 set -euo pipefail
 
@@ -49,7 +53,8 @@ $( [ "$(id -u)" = 0 ] && echo "user root;" )
 worker_processes $workers;
 error_log logs/error.log warn;
 pid logs/nginx.pid;
-events { worker_connections 4096; }
+${bench_main_conf:-}
+events { ${bench_events_conf:-worker_connections 4096;} }
 http {
     access_log off;
     client_body_temp_path $tmp/ngx/body;
@@ -62,6 +67,7 @@ http {
         location = /return200 { return 200 "ok\n"; }
         location /api/ { kubenova_api; }
     }
+${bench_http_conf:-}
 }
 CONF
     nginx -p "$tmp/ngx" -c conf/nginx.conf
