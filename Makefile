@@ -2,18 +2,21 @@
 #   make run    a local Manager (PostgreSQL + nginx with the module)
 #   make test   install what is missing, build, start servers, run every test
 #
-# Also: make (the module), make test-asan (the suite under ASan/UBSan),
-# make bench, make clean.
+# Also: make (the module and the Operator), make test-asan (the suite under
+# ASan/UBSan), make bench, make clean.
 
-.PHONY: all module deps run test test-asan bench clean
+.PHONY: all module operator deps run test test-asan bench clean
 
-all: module
+all: module operator
 
 deps:
 	@scripts/install-deps.sh build
 
 module: deps
 	@scripts/build-module.sh
+
+operator: deps
+	@$(MAKE) -s -C operator
 
 run:
 	@scripts/run-manager.sh
@@ -30,6 +33,8 @@ bench:
 	@scripts/install-deps.sh test
 	@bench/rest-baseline
 	@bench/rest
+	@bench/streams
 
 clean:
 	rm -rf build t/servroot
+	@$(MAKE) -s -C operator clean

@@ -15,7 +15,7 @@ test="$run libtest-base-perl libyaml-libyaml-perl perl curl procps psmisc
       python3-grpcio python3-grpc-tools python3-protobuf"
 k8s="golang-go etcd-server golang-github-modern-go-reflect2-dev dpkg-dev
      rsync jq openssl curl libcurl4-openssl-dev libjansson-dev libyaml-dev
-     gcc make perl kubernetes-client"
+     gcc make perl libio-socket-ssl-perl kubernetes-client"
 
 case "${1:-build}" in
     build) want=$build ;;

@@ -1,0 +1,75 @@
+/*
+ * The Operator's settings, from (lowest to highest precedence) defaults, a
+ * configuration file (--config FILE or KN_CONFIG), the environment (KN_*)
+ * and command-line flags.  Every setting has the same name in all three:
+ * flag --manager-url, file line "manager-url = ...", variable
+ * KN_MANAGER_URL.  kn_config_load() validates everything it can without
+ * the network and reads the cluster secret; the Kubernetes settings are
+ * only paths here, kn_kube.c reads them.
+ */
+
+#ifndef KN_CONFIG_H
+#define KN_CONFIG_H
+
+
+#include <limits.h>
+
+#include "kn_core.h"
+#include "kn_log.h"
+
+
+#define KN_CONFIG_URL_MAX     1024
+#define KN_CONFIG_NAME_MAX    64          /* a DNS label and its NUL */
+#define KN_CONFIG_SECRET_MAX  512
+#define KN_CONFIG_HOST_MAX    256
+
+
+typedef enum {
+    KN_KUBE_NONE = 0,           /* neither a kubeconfig nor in a cluster */
+    KN_KUBE_KUBECONFIG,
+    KN_KUBE_IN_CLUSTER          /* service account, KUBERNETES_SERVICE_* */
+} kn_kube_mode_e;
+
+
+typedef struct {
+    char            manager_url[KN_CONFIG_URL_MAX];
+    char            cluster[KN_CONFIG_NAME_MAX];
+    char            cluster_secret_file[PATH_MAX];
+    char            cluster_secret[KN_CONFIG_SECRET_MAX];
+    char            manager_ca[PATH_MAX];
+
+    kn_kube_mode_e  kube_mode;
+    char            kubeconfig[PATH_MAX];
+    char            service_account_dir[PATH_MAX];
+    char            kube_host[KN_CONFIG_HOST_MAX];   /* in-cluster */
+    char            kube_port[16];
+
+    uint64_t        heartbeat_ms;
+    uint64_t        reconnect_min_ms;
+    uint64_t        reconnect_max_ms;
+    size_t          max_message;
+    size_t          send_queue_messages;
+    size_t          send_queue_bytes;
+    size_t          max_objects;
+
+    kn_log_level_e  log_level;
+} kn_config_t;
+
+
+/*
+ * KN_OK: cfg is complete and valid.  KN_DONE: --help or --version was
+ * printed, exit 0.  KN_ERROR: err says what is missing or wrong.
+ */
+kn_rc kn_config_load(kn_config_t *cfg, int argc, char **argv, char *err,
+    size_t err_size);
+
+void kn_config_usage(const char *program);
+
+/*
+ * (Re-)reads cfg->cluster_secret_file into cfg->cluster_secret, which
+ * keeps its value when the file is missing or invalid (then err says why).
+ */
+kn_rc kn_config_read_secret(kn_config_t *cfg, char *err, size_t err_size);
+
+
+#endif /* KN_CONFIG_H */

@@ -1,0 +1,301 @@
+/*
+ * kubenova-operator: settings, the one context, the event loop, and the
+ * wiring between the Manager stream and the applier.  SIGTERM or SIGINT
+ * closes the stream cleanly (the Manager sees the cluster disconnect) and
+ * exits 0; a second one exits at once.
+ */
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "kn_applier.h"
+#include "kn_config.h"
+#include "kn_grpc.h"
+#include "kn_log.h"
+#include "kn_loop.h"
+
+
+#define KN_MAIN_MAX_TIMERS     1024
+#define KN_MAIN_MAX_TRANSFERS  256
+#define KN_MAIN_ERROR_MAX      1024
+
+
+/* the one context: everything the Operator holds */
+
+typedef struct {
+    kn_config_t    config;
+    kn_log_t       log;
+    kn_loop_t     *loop;
+    kn_applier_t  *applier;
+    kn_grpc_t     *grpc;
+    unsigned       stopping:1;
+} kn_ctx_t;
+
+
+static const char *kn_main_secret(void *data);
+static kn_rc kn_main_applied(void *data, kn_grpc_hello_t *hello);
+static kn_rc kn_main_hello_add(void *ctx, const char *kind, const char *name,
+    int64_t generation);
+static void kn_main_update(void *data, const char *kind, const char *name,
+    int64_t generation, const uint8_t *payload, size_t len);
+static void kn_main_delete(void *data, const char *kind, const char *name,
+    int64_t generation);
+static void kn_main_stopped(void *data);
+static void kn_main_applier_done(void *data, const char *kind,
+    const char *name, int64_t generation, int ok, const char *error);
+static void kn_main_signal(void *data, int signo);
+static int kn_main_run(kn_ctx_t *ctx);
+
+
+static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
+    kn_main_secret,
+    kn_main_applied,
+    NULL,                       /* welcome: logged by kn_grpc */
+    kn_main_update,
+    kn_main_delete,
+    NULL,                       /* usage_ack: no usage reports yet */
+    NULL,                       /* status_ack: no application status yet */
+    NULL,                       /* kubeconfig_ack */
+    NULL,                       /* disconnected: logged by kn_grpc */
+    kn_main_stopped
+};
+
+
+int
+main(int argc, char **argv)
+{
+    int        status;
+    char       err[KN_MAIN_ERROR_MAX];
+    kn_rc      rc;
+    kn_ctx_t   ctx;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.log.level = KN_LOG_INFO;
+
+    rc = kn_config_load(&ctx.config, argc, argv, err, sizeof(err));
+
+    if (rc == KN_DONE) {
+        return 0;
+    }
+
+    if (rc != KN_OK) {
+        fprintf(stderr, "kubenova-operator: %s\n"
+                "Run \"kubenova-operator --help\" for the settings.\n", err);
+        return 2;
+    }
+
+    ctx.log.level = ctx.config.log_level;
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        kn_log(&ctx.log, KN_LOG_ERROR, "curl_global_init() failed");
+        return 1;
+    }
+
+    status = kn_main_run(&ctx);
+
+    kn_grpc_destroy(ctx.grpc);
+    kn_applier_destroy(ctx.applier);
+    kn_loop_destroy(ctx.loop);
+    curl_global_cleanup();
+
+    return status;
+}
+
+
+static int
+kn_main_run(kn_ctx_t *ctx)
+{
+    kn_rc                    rc;
+    kn_config_t             *cfg;
+    kn_grpc_conf_t           gc;
+    curl_version_info_data  *cv;
+    static const int         signals[] = { SIGTERM, SIGINT };
+
+    cfg = &ctx->config;
+
+    cv = curl_version_info(CURLVERSION_NOW);
+
+    if (!(cv->features & CURL_VERSION_HTTP2)) {
+        kn_log(&ctx->log, KN_LOG_ERROR, "libcurl %s has no HTTP/2 support; "
+               "the Manager's gateway needs it", cv->version);
+        return 1;
+    }
+
+    kn_log(&ctx->log, KN_LOG_INFO, "kubenova-operator %s (libcurl %s) "
+           "starting: cluster \"%s\", Manager %s, heartbeat %llu ms, "
+           "Kubernetes %s%s", KN_VERSION, cv->version, cfg->cluster,
+           cfg->manager_url, (unsigned long long) cfg->heartbeat_ms,
+           cfg->kube_mode == KN_KUBE_KUBECONFIG ? "from kubeconfig "
+           : cfg->kube_mode == KN_KUBE_IN_CLUSTER ? "in-cluster at "
+           : "not configured (no --kubeconfig, not in a cluster)",
+           cfg->kube_mode == KN_KUBE_KUBECONFIG ? cfg->kubeconfig
+           : cfg->kube_mode == KN_KUBE_IN_CLUSTER ? cfg->kube_host : "");
+
+    if (cfg->manager_ca[0] && strncmp(cfg->manager_url, "https://", 8) != 0) {
+        kn_log(&ctx->log, KN_LOG_WARN, "--manager-ca is only used with an "
+               "https:// Manager URL; ignored");
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = kn_loop_create(&ctx->log, KN_MAIN_MAX_TIMERS, KN_MAIN_MAX_TRANSFERS,
+                        &ctx->loop);
+    if (rc != KN_OK) {
+        return 1;
+    }
+
+    rc = kn_loop_signals(ctx->loop, signals, KN_NELEMS(signals),
+                         kn_main_signal, ctx);
+    if (rc != KN_OK) {
+        return 1;
+    }
+
+    rc = kn_applier_create(&ctx->log, cfg->max_objects, kn_main_applier_done,
+                           ctx, &ctx->applier);
+    if (rc != KN_OK) {
+        return 1;
+    }
+
+    memset(&gc, 0, sizeof(gc));
+    gc.manager_url = cfg->manager_url;
+    gc.ca_file = cfg->manager_ca[0] ? cfg->manager_ca : NULL;
+    gc.cluster = cfg->cluster;
+    gc.operator_version = KN_VERSION;
+    gc.heartbeat_ms = cfg->heartbeat_ms;
+    gc.reconnect_min_ms = cfg->reconnect_min_ms;
+    gc.reconnect_max_ms = cfg->reconnect_max_ms;
+    gc.max_message = cfg->max_message;
+    gc.queue_messages = cfg->send_queue_messages;
+    gc.queue_bytes = cfg->send_queue_bytes;
+
+    rc = kn_grpc_create(ctx->loop, &ctx->log, &gc, &kn_main_grpc_handlers,
+                        ctx, &ctx->grpc);
+    if (rc != KN_OK) {
+        return 1;
+    }
+
+    /* a failed first attempt is retried like any other */
+    (void) kn_grpc_start(ctx->grpc);
+
+    rc = kn_loop_run(ctx->loop);
+    if (rc != KN_OK) {
+        return 1;
+    }
+
+    kn_log(&ctx->log, KN_LOG_INFO, "kubenova-operator stopped");
+
+    return 0;
+}
+
+
+/* the Manager stream */
+
+
+/* read again for every hello: a rotated secret needs no restart */
+
+static const char *
+kn_main_secret(void *data)
+{
+    kn_ctx_t  *ctx = data;
+    char       err[KN_MAIN_ERROR_MAX];
+
+    if (kn_config_read_secret(&ctx->config, err, sizeof(err)) != KN_OK) {
+        kn_log(&ctx->log, KN_LOG_WARN, "%s; the hello presents the secret "
+               "read before", err);
+    }
+
+    return ctx->config.cluster_secret;
+}
+
+
+static kn_rc
+kn_main_applied(void *data, kn_grpc_hello_t *hello)
+{
+    kn_ctx_t  *ctx = data;
+
+    return kn_applier_each(ctx->applier, kn_main_hello_add, hello);
+}
+
+
+static kn_rc
+kn_main_hello_add(void *hello, const char *kind, const char *name,
+    int64_t generation)
+{
+    return kn_grpc_hello_add(hello, kind, name, generation);
+}
+
+
+static void
+kn_main_update(void *data, const char *kind, const char *name,
+    int64_t generation, const uint8_t *payload, size_t len)
+{
+    kn_ctx_t  *ctx = data;
+
+    (void) kn_applier_apply(ctx->applier, kind, name, generation, payload,
+                            len);
+}
+
+
+static void
+kn_main_delete(void *data, const char *kind, const char *name,
+    int64_t generation)
+{
+    kn_ctx_t  *ctx = data;
+
+    (void) kn_applier_delete(ctx->applier, kind, name, generation);
+}
+
+
+/* an apply or delete finished: the Manager hears of it */
+
+static void
+kn_main_applier_done(void *data, const char *kind, const char *name,
+    int64_t generation, int ok, const char *error)
+{
+    kn_ctx_t  *ctx = data;
+    kn_rc      rc;
+
+    rc = kn_grpc_ack(ctx->grpc, kind, name, generation, ok, error);
+
+    if (rc == KN_DECLINED) {
+        kn_log(&ctx->log, KN_LOG_DEBUG, "not connected: the next hello "
+               "reports %s \"%s\"", kind, name);
+    }
+}
+
+
+/* shutting down */
+
+
+static void
+kn_main_signal(void *data, int signo)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->stopping) {
+        kn_log(&ctx->log, KN_LOG_WARN, "%s again: exiting now",
+               strsignal(signo));
+        kn_loop_stop(ctx->loop);
+        return;
+    }
+
+    ctx->stopping = 1;
+
+    kn_log(&ctx->log, KN_LOG_INFO, "%s: shutting down", strsignal(signo));
+
+    if (kn_grpc_stop(ctx->grpc) == KN_DONE) {
+        kn_loop_stop(ctx->loop);
+    }
+}
+
+
+static void
+kn_main_stopped(void *data)
+{
+    kn_ctx_t  *ctx = data;
+
+    kn_loop_stop(ctx->loop);
+}

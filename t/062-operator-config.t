@@ -1,0 +1,133 @@
+# The Operator's settings: flags, KN_* environment variables and a
+# configuration file, in that order of precedence; every missing or
+# invalid setting is refused with a clear message and exit status 2.
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+
+use KubeNova::Operator;
+
+my $bin = eval { KubeNova::Operator::build() };
+ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
+
+my $dir = tempdir('kn-t62.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+sub write_file {
+    my ($name, $text) = @_;
+    open my $fh, '>', "$dir/$name" or die "$name: $!";
+    print {$fh} $text;
+    close $fh;
+    return "$dir/$name";
+}
+
+my $secret = write_file('secret', "kncs_t62_secret\n");
+write_file('empty', "\n");
+write_file('two', "kncs_a kncs_b\n");
+
+# runs the Operator to completion: (exit code, stdout and stderr)
+sub run {
+    my ($env, @args) = @_;
+    my $pid = open my $fh, '-|';
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        delete $ENV{$_} for grep { /^KN_/ } keys %ENV;
+        delete $ENV{KUBERNETES_SERVICE_HOST};
+        %ENV = (%ENV, %$env);
+        open STDERR, '>&', \*STDOUT;
+        exec $bin, @args or exit 127;
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+my @ok = ('--manager-url', 'http://127.0.0.1:1', '--cluster', 't62-c',
+          '--cluster-secret-file', $secret);
+
+my @refused = (
+    [[], 'the Manager URL is missing: --manager-url or KN_MANAGER_URL'],
+    [['--manager-url', 'ftp://m'], '--manager-url "ftp://m": must start with http:// or https://'],
+    [['--manager-url', 'http://'], 'no host'],
+    [['--manager-url', 'http://m'], 'the cluster name is missing: --cluster or KN_CLUSTER'],
+    [['--manager-url', 'http://m', '--cluster', 'Bad_Name'], 'not a DNS label'],
+    [['--manager-url', 'http://m', '--cluster', 'c'], 'the cluster secret file is missing'],
+    [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/nope"],
+     qq{cannot read the cluster secret file "$dir/nope": No such file or directory}],
+    [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/empty"],
+     'is empty'],
+    [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/two"],
+     'holds more than one printable word'],
+    [[@ok, '--heartbeat', '10x'], '--heartbeat: "10x" is not a valid duration'],
+    [[@ok, '--heartbeat', '50ms'], '--heartbeat: "50ms" is out of range (100ms to 3600000ms)'],
+    [[@ok, '--max-message', '12q'], 'is not a valid size'],
+    [[@ok, '--log-level', 'loud'], '"loud" is not one of error, warn, info, debug'],
+    [[@ok, '--reconnect-min', '2s', '--reconnect-max', '1s'], 'is larger than --reconnect-max'],
+    [[@ok, '--manager-ca', "$dir/no-ca.pem"], '--manager-ca'],
+    [[@ok, '--kubeconfig', "$dir/no-kubeconfig"], '--kubeconfig'],
+    [[@ok, '--nonsense', '1'], 'unknown option "--nonsense"'],
+    [[@ok, 'stray'], 'unexpected argument "stray"'],
+    [[@ok, '--heartbeat'], '--heartbeat needs a value'],
+);
+
+for my $case (@refused) {
+    my ($args, $want) = @$case;
+    my ($rc, $out) = run({}, @$args);
+    is $rc, 2, "exit 2: @$args";
+    like $out, qr/^kubenova-operator: .*\Q$want\E/m, "... $want";
+}
+
+my ($rc, $out) = run({ KN_HEARTBEAT => 'soon' }, @ok);
+is $rc, 2, 'a bad KN_* variable: exit 2';
+like $out, qr/KN_HEARTBEAT: "soon" is not a valid duration/, '... naming the variable';
+
+my $bad_file = write_file('bad.conf', "# comment\nmanager-url = http://m\ncolour = blue\n");
+($rc, $out) = run({}, '--config', $bad_file);
+is $rc, 2, 'a bad configuration file: exit 2';
+like $out, qr/\Q$bad_file\E:3: unknown setting "colour"/, '... naming file and line';
+
+($rc, $out) = run({}, '--help');
+is $rc, 0, '--help: exit 0';
+like $out, qr/--manager-url\s+KN_MANAGER_URL/, '... listing flags and variables';
+($rc, $out) = run({}, '--version');
+is $rc, 0, '--version: exit 0';
+like $out, qr/^kubenova-operator 0\.1\.0 \(libcurl/, '... and the version';
+
+# precedence: flags over the environment over the file
+
+my $conf = write_file('ok.conf', join "\n",
+    '# the Operator of cluster t62-file',
+    'manager-url = http://127.0.0.1:1',
+    'cluster = t62-file',
+    "cluster-secret-file = $secret",
+    'heartbeat = 2s',
+    '');
+
+my %runs = (
+    file => [{ KN_CONFIG => $conf }, [], 't62-file'],
+    env  => [{ KN_CONFIG => $conf, KN_CLUSTER => 't62-env' }, [], 't62-env'],
+    flag => [{ KN_CONFIG => $conf, KN_CLUSTER => 't62-env' },
+             ['--cluster', 't62-flag'], 't62-flag'],
+    config_flag => [{}, ['--config', $conf, '--heartbeat', '3s'], 't62-file'],
+);
+
+for my $name (sort keys %runs) {
+    my ($env, $args, $cluster) = @{ $runs{$name} };
+    my $op = KubeNova::Operator->start(env => $env, args => $args);
+    my $line = $op->wait_log(qr/starting: /, 5) // '';
+    like $line, qr/cluster "$cluster", Manager http:\/\/127\.0\.0\.1:1, heartbeat \d+ ms/,
+        "$name: cluster $cluster";
+    if ($name eq 'config_flag') {
+        like $line, qr/heartbeat 3000 ms/, '... a flag over the file (3s)';
+    }
+    elsif ($name eq 'file') {
+        like $line, qr/heartbeat 2000 ms/, '... the file\'s heartbeat (2s)';
+    }
+    ok $op->wait_log(qr/grpc: connecting to http:\/\/127\.0\.0\.1:1 as cluster "$cluster"/, 5),
+        '... it starts connecting';
+    is $op->stop(10), 0, '... and SIGTERM ends it with 0 (nothing to close)';
+}
+
+done_testing;
