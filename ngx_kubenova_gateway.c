@@ -42,6 +42,7 @@ struct ngx_kubenova_gateway_s {
     ngx_rbtree_t                     streams;      /* live, by cluster */
     ngx_rbtree_node_t                sentinel;
     ngx_queue_t                      all;          /* every stream */
+    ngx_queue_t                      hellos;       /* hello in flight */
     ngx_event_t                      watch;
     ngx_log_t                       *log;
 };
@@ -69,6 +70,7 @@ typedef struct {
 struct ngx_kubenova_gw_stream_s {
     ngx_str_node_t                   node;         /* key: the cluster */
     ngx_queue_t                      queue;        /* in gateway->all */
+    ngx_queue_t                      hello_queue;  /* in gateway->hellos */
     ngx_kubenova_gateway_t          *gateway;
     ngx_kubenova_grpc_t             *grpc;
     ngx_http_request_t              *request;
@@ -100,6 +102,8 @@ struct ngx_kubenova_gw_stream_s {
     ngx_msec_t                       heartbeat_interval;
 
     unsigned                         registered:1;
+    unsigned                         in_hello:1;
+    unsigned                         seen_own_notice:1;
     unsigned                         param_failed:1;
     unsigned                         busy:1;
     unsigned                         paused:1;      /* grpc read paused */
@@ -152,6 +156,9 @@ static void ngx_kubenova_gw_end(ngx_kubenova_gw_stream_t *s,
 static void ngx_kubenova_gw_heartbeat_handler(ngx_event_t *ev);
 static void ngx_kubenova_gw_notify(void *data, const char *channel,
     const char *payload);
+static void ngx_kubenova_gw_deliver(ngx_kubenova_gw_stream_t *s,
+    ngx_uint_t stream_notice, const char *kind, size_t kind_len,
+    const char *name, size_t len);
 static void ngx_kubenova_gw_reset(void *data);
 static void ngx_kubenova_gw_watch_handler(ngx_event_t *ev);
 static void ngx_kubenova_gw_end_all(ngx_kubenova_gateway_t *gw,
@@ -225,6 +232,7 @@ ngx_kubenova_gateway_create(ngx_cycle_t *cycle, ngx_kubenova_pg_pool_t *pool)
     gw->log = cycle->log;
     ngx_rbtree_init(&gw->streams, &gw->sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&gw->all);
+    ngx_queue_init(&gw->hellos);
 
     gw->watch.handler = ngx_kubenova_gw_watch_handler;
     gw->watch.data = gw;
@@ -481,6 +489,15 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
 
     free(applied);
 
+    /*
+     * From now on changes of this cluster are queued for this stream too: a
+     * change that commits while the hello runs is either in its difference
+     * or announced after it, never lost in between.
+     */
+
+    ngx_queue_insert_tail(&s->gateway->hellos, &s->hello_queue);
+    s->in_hello = 1;
+
     s->query.keep = 1;
 
     return ngx_kubenova_gw_call(s, ngx_kubenova_gw_hello_sql, 6,
@@ -501,6 +518,11 @@ ngx_kubenova_gw_hello_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     ngx_kubenova_gw_stream_t    *old;
     Kubenova__V1__Welcome        welcome = KUBENOVA__V1__WELCOME__INIT;
     Kubenova__V1__ManagerMessage msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
+
+    if (s->in_hello) {
+        ngx_queue_remove(&s->hello_queue);
+        s->in_hello = 0;
+    }
 
     rows = PQntuples(res);
 
@@ -1317,6 +1339,11 @@ ngx_kubenova_gw_closed(ngx_kubenova_grpc_t *g)
         ngx_queue_remove(&s->queue);
     }
 
+    if (s->in_hello) {
+        ngx_queue_remove(&s->hello_queue);
+        s->in_hello = 0;
+    }
+
     if (s->registered) {
         ngx_rbtree_delete(&s->gateway->streams, &s->node.node);
         s->registered = 0;
@@ -1449,9 +1476,10 @@ ngx_kubenova_gw_notify(void *data, const char *channel, const char *payload)
 {
     ngx_kubenova_gateway_t  *gw = data;
 
-    size_t                     len;
+    size_t                     len, kind_len, cluster_len;
+    ngx_uint_t                 stream_notice;
+    ngx_queue_t               *q, *next;
     const char                *p, *kind, *name, *end;
-    ngx_kubenova_gw_change_t  *ch;
     ngx_kubenova_gw_stream_t  *s;
 
     p = strchr(payload, '\t');
@@ -1459,33 +1487,81 @@ ngx_kubenova_gw_notify(void *data, const char *channel, const char *payload)
         return;
     }
 
-    s = ngx_kubenova_gw_lookup(gw, payload, p - payload);
-    if (s == NULL || s->ended) {
-        return;
+    cluster_len = p - payload;
+    stream_notice = (ngx_strcmp(channel, "kubenova_stream") == 0);
+
+    if (stream_notice) {
+        kind = p + 1;          /* the stream id */
+        kind_len = ngx_strlen(kind);
+        name = NULL;
+        len = 0;
+
+    } else {
+        /* kubenova_desired_state: cluster \t kind \t name \t generation */
+
+        kind = p + 1;
+        p = strchr(kind, '\t');
+        if (p == NULL || p - kind >= NGX_KUBENOVA_GW_KIND_LEN) {
+            return;
+        }
+
+        kind_len = p - kind;
+        name = p + 1;
+        end = strchr(name, '\t');
+        len = end ? (size_t) (end - name) : ngx_strlen(name);
+
+        if (len >= NGX_KUBENOVA_GW_NAME_LEN) {
+            return;
+        }
     }
 
-    if (ngx_strcmp(channel, "kubenova_stream") == 0) {
-        if (ngx_strcmp(p + 1, (char *) s->stream_id) != 0) {
+    /* the cluster's live stream, and the ones whose hello is in flight */
+
+    s = ngx_kubenova_gw_lookup(gw, payload, cluster_len);
+
+    if (s && !s->ended) {
+        ngx_kubenova_gw_deliver(s, stream_notice, kind, kind_len, name, len);
+    }
+
+    for (q = ngx_queue_head(&gw->hellos);
+         q != ngx_queue_sentinel(&gw->hellos);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        s = ngx_queue_data(q, ngx_kubenova_gw_stream_t, hello_queue);
+
+        if (!s->ended && ngx_strlen(s->cluster) == cluster_len
+            && ngx_strncmp(s->cluster, payload, cluster_len) == 0)
+        {
+            ngx_kubenova_gw_deliver(s, stream_notice, kind, kind_len,
+                                    name, len);
+        }
+    }
+}
+
+
+/*
+ * One notice for one stream.  Stream notices arrive in commit order: one
+ * naming another stream after this stream's own is from a newer hello, one
+ * before it is from an older stream and means nothing here.
+ */
+
+static void
+ngx_kubenova_gw_deliver(ngx_kubenova_gw_stream_t *s, ngx_uint_t stream_notice,
+    const char *kind, size_t kind_len, const char *name, size_t len)
+{
+    ngx_kubenova_gw_change_t  *ch;
+
+    if (stream_notice) {
+        if (ngx_strcmp(kind, (char *) s->stream_id) == 0) {
+            s->seen_own_notice = 1;
+
+        } else if (s->seen_own_notice) {
             ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_ABORTED,
                                 "replaced by a newer stream for this cluster");
             ngx_http_run_posted_requests(s->request->connection);
         }
-        return;
-    }
 
-    /* kubenova_desired_state: cluster \t kind \t name \t generation */
-
-    kind = p + 1;
-    p = strchr(kind, '\t');
-    if (p == NULL || p - kind >= NGX_KUBENOVA_GW_KIND_LEN) {
-        return;
-    }
-
-    name = p + 1;
-    end = strchr(name, '\t');
-    len = end ? (size_t) (end - name) : ngx_strlen(name);
-
-    if (len >= NGX_KUBENOVA_GW_NAME_LEN) {
         return;
     }
 
@@ -1500,7 +1576,8 @@ ngx_kubenova_gw_notify(void *data, const char *channel, const char *payload)
 
     if (s->changes == NULL) {
         s->changes = ngx_alloc(NGX_KUBENOVA_GW_CHANGES
-                               * sizeof(ngx_kubenova_gw_change_t), gw->log);
+                               * sizeof(ngx_kubenova_gw_change_t),
+                               s->gateway->log);
         if (s->changes == NULL) {
             ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL,
                                 "out of memory");
@@ -1512,8 +1589,8 @@ ngx_kubenova_gw_notify(void *data, const char *channel, const char *payload)
 
     ch = &s->changes[(s->change_head + s->nchanges)
                      % NGX_KUBENOVA_GW_CHANGES];
-    ngx_memcpy(ch->kind, kind, p - kind);
-    ch->kind[p - kind] = '\0';
+    ngx_memcpy(ch->kind, kind, kind_len);
+    ch->kind[kind_len] = '\0';
     ngx_memcpy(ch->name, name, len);
     ch->name[len] = '\0';
     s->nchanges++;

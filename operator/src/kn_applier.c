@@ -30,6 +30,7 @@ struct kn_applier_s {
     size_t               max_objects;
     kn_applier_done_pt   done;
     void                *data;
+    kn_applier_backend_t backends[3];       /* by kn_applier_kinds index */
 };
 
 
@@ -43,6 +44,10 @@ static kn_rc kn_applier_check(kn_applier_t *applier, const char *kind,
     const char *name, char *error, size_t size);
 static kn_applied_t **kn_applier_slot(kn_applier_t *applier,
     const char *kind, const char *name);
+static kn_applier_backend_t *kn_applier_backend(kn_applier_t *applier,
+    const char *kind);
+static kn_rc kn_applier_put(kn_applier_t *applier, const char *kind,
+    const char *name, int64_t generation, char *error, size_t size);
 
 
 kn_rc
@@ -107,10 +112,11 @@ kn_rc
 kn_applier_apply(kn_applier_t *applier, const char *kind, const char *name,
     int64_t generation, const uint8_t *payload, size_t len)
 {
-    char           error[KN_APPLIER_ERROR_MAX];
-    json_t        *spec;
-    json_error_t   jerr;
-    kn_applied_t  *a, **slot;
+    char                   error[KN_APPLIER_ERROR_MAX];
+    kn_rc                  rc;
+    json_t                *spec;
+    json_error_t           jerr;
+    kn_applier_backend_t  *backend;
 
     if (kn_applier_check(applier, kind, name, error, sizeof(error))
         != KN_OK)
@@ -129,33 +135,38 @@ kn_applier_apply(kn_applier_t *applier, const char *kind, const char *name,
         goto refused;
     }
 
-    json_decref(spec);
+    backend = kn_applier_backend(applier, kind);
 
-    slot = kn_applier_slot(applier, kind, name);
-    a = *slot;
-
-    if (a == NULL) {
-        if (applier->count == applier->max_objects) {
+    if (backend != NULL) {
+        if (kn_applier_slot(applier, kind, name)[0] == NULL
+            && applier->count == applier->max_objects)
+        {
+            json_decref(spec);
             snprintf(error, sizeof(error), "this cluster holds %zu objects "
                      "already, the most it may (--max-objects)",
                      applier->max_objects);
             goto refused;
         }
 
-        a = calloc(1, sizeof(kn_applied_t));
-        if (a == NULL) {
-            snprintf(error, sizeof(error), "the Operator is out of memory");
+        rc = backend->apply(backend->data, name, generation, spec);
+        json_decref(spec);
+
+        if (rc != KN_OK) {
+            snprintf(error, sizeof(error), "the Operator cannot take more "
+                     "work for %s \"%s\" now", kind, name);
             goto refused;
         }
 
-        strcpy(a->kind, kind);
-        strcpy(a->name, name);
-        a->generation = generation;
-        *slot = a;
-        applier->count++;
+        return KN_OK;
+    }
 
-    } else if (generation > a->generation) {
-        a->generation = generation;
+    json_decref(spec);
+
+    if (kn_applier_put(applier, kind, name, generation, error,
+                       sizeof(error))
+        != KN_OK)
+    {
+        goto refused;
     }
 
     kn_log(applier->log, KN_LOG_INFO, "applier: applied %s \"%s\" at "
@@ -180,8 +191,9 @@ kn_rc
 kn_applier_delete(kn_applier_t *applier, const char *kind, const char *name,
     int64_t generation)
 {
-    char           error[KN_APPLIER_ERROR_MAX];
-    kn_applied_t  *a, **slot;
+    char                   error[KN_APPLIER_ERROR_MAX];
+    kn_applied_t          *a, **slot;
+    kn_applier_backend_t  *backend;
 
     if (strlen(kind) >= KN_APPLIER_KIND_MAX
         || strlen(name) >= KN_APPLIER_NAME_MAX)
@@ -189,6 +201,19 @@ kn_applier_delete(kn_applier_t *applier, const char *kind, const char *name,
         snprintf(error, sizeof(error), "a kind of at most %d and a name of "
                  "at most %d characters", KN_APPLIER_KIND_MAX - 1,
                  KN_APPLIER_NAME_MAX - 1);
+        applier->done(applier->data, kind, name, generation, 0, error);
+        return KN_OK;
+    }
+
+    backend = kn_applier_backend(applier, kind);
+
+    if (backend != NULL) {
+        if (backend->delete_(backend->data, name, generation) == KN_OK) {
+            return KN_OK;
+        }
+
+        snprintf(error, sizeof(error), "the Operator cannot take more "
+                 "work for %s \"%s\" now", kind, name);
         applier->done(applier->data, kind, name, generation, 0, error);
         return KN_OK;
     }
@@ -207,6 +232,74 @@ kn_applier_delete(kn_applier_t *applier, const char *kind, const char *name,
            a ? "" : " (it was not here)");
 
     applier->done(applier->data, kind, name, generation, 1, NULL);
+    return KN_OK;
+}
+
+
+kn_rc
+kn_applier_set_backend(kn_applier_t *applier, const char *kind,
+    const kn_applier_backend_t *backend)
+{
+    size_t  i;
+
+    for (i = 0; i < KN_NELEMS(kn_applier_kinds); i++) {
+        if (strcmp(kind, kn_applier_kinds[i]) == 0) {
+            applier->backends[i] = *backend;
+            return KN_OK;
+        }
+    }
+
+    kn_log(applier->log, KN_LOG_ERROR, "applier: no kind \"%s\"", kind);
+    return KN_ERROR;
+}
+
+
+void
+kn_applier_finished(kn_applier_t *applier, const char *kind,
+    const char *name, int64_t generation, int deleted, int ok,
+    const char *error)
+{
+    char           err[KN_APPLIER_ERROR_MAX];
+    kn_applied_t  *a, **slot;
+
+    if (ok && deleted) {
+        slot = kn_applier_slot(applier, kind, name);
+        a = *slot;
+
+        if (a) {
+            *slot = a->next;
+            free(a);
+            applier->count--;
+        }
+
+    } else if (ok) {
+        if (kn_applier_put(applier, kind, name, generation, err, sizeof(err))
+            != KN_OK)
+        {
+            ok = 0;
+            error = err;
+        }
+    }
+
+    applier->done(applier->data, kind, name, generation, ok, error);
+}
+
+
+kn_rc
+kn_applier_record(kn_applier_t *applier, const char *kind, const char *name,
+    int64_t generation)
+{
+    char  error[KN_APPLIER_ERROR_MAX];
+
+    if (kn_applier_check(applier, kind, name, error, sizeof(error)) != KN_OK
+        || kn_applier_put(applier, kind, name, generation, error,
+                          sizeof(error)) != KN_OK)
+    {
+        kn_log(applier->log, KN_LOG_WARN, "applier: cannot record %s "
+               "\"%s\": %s", kind, name, error);
+        return KN_ERROR;
+    }
+
     return KN_OK;
 }
 
@@ -303,4 +396,58 @@ kn_applier_slot(kn_applier_t *applier, const char *kind, const char *name)
     }
 
     return slot;
+}
+
+
+static kn_applier_backend_t *
+kn_applier_backend(kn_applier_t *applier, const char *kind)
+{
+    size_t  i;
+
+    for (i = 0; i < KN_NELEMS(kn_applier_kinds); i++) {
+        if (strcmp(kind, kn_applier_kinds[i]) == 0) {
+            return applier->backends[i].apply ? &applier->backends[i] : NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* (kind, name) is held at generation, or a later one */
+
+static kn_rc
+kn_applier_put(kn_applier_t *applier, const char *kind, const char *name,
+    int64_t generation, char *error, size_t size)
+{
+    kn_applied_t  *a, **slot;
+
+    slot = kn_applier_slot(applier, kind, name);
+    a = *slot;
+
+    if (a == NULL) {
+        if (applier->count == applier->max_objects) {
+            snprintf(error, size, "this cluster holds %zu objects "
+                     "already, the most it may (--max-objects)",
+                     applier->max_objects);
+            return KN_ERROR;
+        }
+
+        a = calloc(1, sizeof(kn_applied_t));
+        if (a == NULL) {
+            snprintf(error, size, "the Operator is out of memory");
+            return KN_ERROR;
+        }
+
+        strcpy(a->kind, kind);
+        strcpy(a->name, name);
+        a->generation = generation;
+        *slot = a;
+        applier->count++;
+
+    } else if (generation > a->generation) {
+        a->generation = generation;
+    }
+
+    return KN_OK;
 }

@@ -14,8 +14,11 @@
 #include "kn_applier.h"
 #include "kn_config.h"
 #include "kn_grpc.h"
+#include "kn_kube.h"
+#include "kn_kubeconfig.h"
 #include "kn_log.h"
 #include "kn_loop.h"
+#include "kn_tenant.h"
 
 
 #define KN_MAIN_MAX_TIMERS     1024
@@ -30,6 +33,8 @@ typedef struct {
     kn_log_t       log;
     kn_loop_t     *loop;
     kn_applier_t  *applier;
+    kn_kube_t     *kube;            /* NULL: no Kubernetes configured */
+    kn_tenant_t   *tenant;
     kn_grpc_t     *grpc;
     unsigned       stopping:1;
 } kn_ctx_t;
@@ -47,6 +52,8 @@ static void kn_main_stopped(void *data);
 static void kn_main_applier_done(void *data, const char *kind,
     const char *name, int64_t generation, int ok, const char *error);
 static void kn_main_signal(void *data, int signo);
+static kn_rc kn_main_kube(kn_ctx_t *ctx);
+static void kn_main_kube_ready(void *data, const char *version);
 static int kn_main_run(kn_ctx_t *ctx);
 
 
@@ -97,6 +104,8 @@ main(int argc, char **argv)
     status = kn_main_run(&ctx);
 
     kn_grpc_destroy(ctx.grpc);
+    kn_tenant_destroy(ctx.tenant);
+    kn_kube_destroy(ctx.kube);
     kn_applier_destroy(ctx.applier);
     kn_loop_destroy(ctx.loop);
     curl_global_cleanup();
@@ -177,8 +186,16 @@ kn_main_run(kn_ctx_t *ctx)
         return 1;
     }
 
-    /* a failed first attempt is retried like any other */
-    (void) kn_grpc_start(ctx->grpc);
+    if (cfg->kube_mode != KN_KUBE_NONE) {
+        /* the stream starts once the cluster is prepared */
+        if (kn_main_kube(ctx) != KN_OK) {
+            return 1;
+        }
+
+    } else {
+        /* a failed first attempt is retried like any other */
+        (void) kn_grpc_start(ctx->grpc);
+    }
 
     rc = kn_loop_run(ctx->loop);
     if (rc != KN_OK) {
@@ -188,6 +205,68 @@ kn_main_run(kn_ctx_t *ctx)
     kn_log(&ctx->log, KN_LOG_INFO, "kubenova-operator stopped");
 
     return 0;
+}
+
+
+/*
+ * Kubernetes: the client, and the tenant reconciler behind the applier for
+ * kind Tenant; it applies the CRDs and finds the tenants the cluster holds
+ * before the first hello.
+ */
+
+static kn_rc
+kn_main_kube(kn_ctx_t *ctx)
+{
+    char              err[KN_MAIN_ERROR_MAX];
+    kn_rc             rc;
+    kn_config_t      *cfg = &ctx->config;
+    kn_kubeconfig_t   kc;
+
+    if (cfg->kube_mode == KN_KUBE_KUBECONFIG) {
+        rc = kn_kubeconfig_load(&kc, cfg->kubeconfig, NULL, err,
+                                sizeof(err));
+    } else {
+        rc = kn_kubeconfig_in_cluster(&kc, cfg->kube_host, cfg->kube_port,
+                                      cfg->service_account_dir, err,
+                                      sizeof(err));
+    }
+
+    if (rc != KN_OK) {
+        kn_log(&ctx->log, KN_LOG_ERROR, "%s", err);
+        return KN_ERROR;
+    }
+
+    rc = kn_kube_create(ctx->loop, &ctx->log, &kc, NULL, &ctx->kube);
+    kn_kubeconfig_free(&kc);
+
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
+    rc = kn_tenant_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
+                          &ctx->tenant);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
+    return kn_tenant_start(ctx->tenant, kn_main_kube_ready, ctx);
+}
+
+
+static void
+kn_main_kube_ready(void *data, const char *version)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (version[0] != '\0') {
+        (void) kn_grpc_set_kubernetes_version(ctx->grpc, version);
+    }
+
+    if (ctx->stopping) {
+        return;
+    }
+
+    (void) kn_grpc_start(ctx->grpc);
 }
 
 

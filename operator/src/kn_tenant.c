@@ -1,0 +1,1152 @@
+/*
+ * The tenant reconciler (see kn_tenant.h).  Each tenant with work pending
+ * has a record holding a queue of operations; the head is in progress as a
+ * chain of steps, each step a batch of Kubernetes requests submitted at
+ * once, the next step starting when the whole batch has answered.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kn_tenant.h"
+
+
+#define KN_TENANT_KIND          "Tenant"
+#define KN_TENANT_ERROR_MAX     KN_APPLIER_ERROR_MAX
+#define KN_TENANT_NS_MAX        (KN_APPLIER_NAME_MAX + 8)
+#define KN_TENANT_POLL_MS       500
+#define KN_TENANT_RETRY_MS      2000
+#define KN_TENANT_CRD_WAIT_MS   30000
+#define KN_TENANT_GEN_ANNOT     "kubenova.io/generation"
+#define KN_TENANT_LABEL         "kubenova.io/tenant"
+#define KN_TENANT_TIER          "kubenova.io/tier"
+
+
+typedef struct kn_tenant_op_s   kn_tenant_op_t;
+typedef struct kn_tenant_rec_s  kn_tenant_rec_t;
+
+struct kn_tenant_op_s {
+    kn_tenant_op_t   *next;
+    int64_t           generation;
+    json_t           *spec;             /* NULL: a deletion */
+};
+
+
+typedef enum {
+    KN_TENANT_S_TENANT = 0,             /* apply the NovaTenant */
+    KN_TENANT_S_NAMESPACES,
+    KN_TENANT_S_OBJECTS,
+    KN_TENANT_S_STATUS,
+    KN_TENANT_S_DELETE,                 /* delete the NovaTenant */
+    KN_TENANT_S_WAIT                    /* poll the namespaces */
+} kn_tenant_step_e;
+
+
+struct kn_tenant_rec_s {
+    kn_tenant_rec_t  *next;
+    kn_tenant_t      *tenant;
+    kn_tenant_op_t   *ops;              /* head: in progress */
+    kn_tenant_op_t  **last;
+    kn_tenant_step_e  step;
+    unsigned          pending;          /* requests of the step */
+    unsigned          gone;             /* S_WAIT: namespaces not found */
+    int64_t           kgen;             /* the NovaTenant's generation */
+    uint64_t          deadline;
+    kn_timer_t        timer;
+    char              uid[64];
+    char              error[KN_TENANT_ERROR_MAX];
+    char              name[KN_APPLIER_NAME_MAX];
+};
+
+
+typedef enum {
+    KN_TENANT_START_CRDS = 0,
+    KN_TENANT_START_ESTABLISHED,
+    KN_TENANT_START_LIST,
+    KN_TENANT_START_DONE
+} kn_tenant_start_e;
+
+
+struct kn_tenant_s {
+    kn_loop_t           *loop;
+    const kn_log_t      *log;
+    kn_kube_t           *kube;
+    kn_applier_t        *applier;
+    kn_tenant_rec_t     *recs;
+    uint64_t             delete_timeout_ms;
+
+    /* kn_tenant_start() */
+    kn_tenant_ready_pt   ready;
+    void                *ready_data;
+    kn_tenant_start_e    start_step;
+    unsigned             start_pending;
+    unsigned             established;
+    int                  start_failed;
+    uint64_t             crd_deadline;
+    kn_timer_t           start_timer;
+    char                 version[128];
+};
+
+
+static const char  *kn_tenant_crds[][3] = {
+    /* plural, kind, singular */
+    { "novatenants", "NovaTenant", "novatenant" },
+    { "novaclusterconfigs", "NovaClusterConfig", "novaclusterconfig" }
+};
+
+
+static kn_rc kn_tenant_apply(void *data, const char *name,
+    int64_t generation, json_t *spec);
+static kn_rc kn_tenant_delete(void *data, const char *name,
+    int64_t generation);
+static kn_rc kn_tenant_enqueue(kn_tenant_t *t, const char *name,
+    int64_t generation, json_t *spec);
+static void kn_tenant_run(kn_tenant_rec_t *rec);
+static void kn_tenant_submit(kn_tenant_rec_t *rec, const kn_kube_ref_t *ref,
+    json_t *obj, const char *what);
+static void kn_tenant_step_done(const kn_kube_result_t *res, void *data);
+static void kn_tenant_next(kn_tenant_rec_t *rec);
+static void kn_tenant_finish(kn_tenant_rec_t *rec, int ok);
+static void kn_tenant_poll(kn_timer_t *timer);
+static void kn_tenant_rec_free(kn_tenant_rec_t *rec);
+static void kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns,
+    json_t *spec);
+static json_t *kn_tenant_meta(kn_tenant_rec_t *rec, const char *name,
+    const char *ns);
+static int kn_tenant_qty(json_t *v, char *buf, size_t size);
+
+static void kn_tenant_start_run(kn_tenant_t *t);
+static void kn_tenant_start_timer(kn_timer_t *timer);
+static void kn_tenant_start_fail(kn_tenant_t *t, const char *what,
+    const kn_kube_result_t *res);
+static void kn_tenant_version_done(const kn_kube_result_t *res, void *data);
+static void kn_tenant_crd_done(const kn_kube_result_t *res, void *data);
+static void kn_tenant_established_done(const kn_kube_result_t *res,
+    void *data);
+static void kn_tenant_list_done(const kn_kube_result_t *res, void *data);
+static json_t *kn_tenant_crd(size_t i);
+
+
+kn_rc
+kn_tenant_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
+    kn_applier_t *applier, kn_tenant_t **out)
+{
+    kn_tenant_t           *t;
+    kn_applier_backend_t   b;
+
+    t = calloc(1, sizeof(kn_tenant_t));
+    if (t == NULL) {
+        kn_log(log, KN_LOG_ERROR, "tenants: out of memory");
+        return KN_ERROR;
+    }
+
+    t->loop = loop;
+    t->log = log;
+    t->kube = kube;
+    t->applier = applier;
+    t->delete_timeout_ms = 120000;
+    kn_timer_init(&t->start_timer, kn_tenant_start_timer, t);
+
+    b.apply = kn_tenant_apply;
+    b.delete_ = kn_tenant_delete;
+    b.data = t;
+
+    if (kn_applier_set_backend(applier, KN_TENANT_KIND, &b) != KN_OK) {
+        free(t);
+        return KN_ERROR;
+    }
+
+    *out = t;
+    return KN_OK;
+}
+
+
+void
+kn_tenant_destroy(kn_tenant_t *t)
+{
+    kn_tenant_rec_t  *rec, *next;
+
+    if (t == NULL) {
+        return;
+    }
+
+    kn_timer_cancel(t->loop, &t->start_timer);
+
+    for (rec = t->recs; rec; rec = next) {
+        next = rec->next;
+        kn_tenant_rec_free(rec);
+    }
+
+    free(t);
+}
+
+
+void
+kn_tenant_set_delete_timeout(kn_tenant_t *t, uint64_t ms)
+{
+    t->delete_timeout_ms = ms;
+}
+
+
+/* -- the applier's backend ------------------------------------------------ */
+
+
+static kn_rc
+kn_tenant_apply(void *data, const char *name, int64_t generation,
+    json_t *spec)
+{
+    return kn_tenant_enqueue(data, name, generation, spec);
+}
+
+
+static kn_rc
+kn_tenant_delete(void *data, const char *name, int64_t generation)
+{
+    return kn_tenant_enqueue(data, name, generation, NULL);
+}
+
+
+static kn_rc
+kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
+    json_t *spec)
+{
+    kn_tenant_op_t   *op, *o;
+    kn_tenant_rec_t  *rec;
+
+    for (rec = t->recs; rec; rec = rec->next) {
+        if (strcmp(rec->name, name) == 0) {
+            break;
+        }
+    }
+
+    if (rec != NULL) {
+        /* the same work queued already (a resend after a reconnect) */
+        for (o = rec->ops; o; o = o->next) {
+            if (o->next == NULL && o->generation == generation
+                && (o->spec == NULL) == (spec == NULL))
+            {
+                kn_log(t->log, KN_LOG_DEBUG, "tenants: \"%s\" at generation "
+                       "%" PRId64 " is in progress already", name,
+                       generation);
+                return KN_OK;
+            }
+        }
+    }
+
+    op = calloc(1, sizeof(kn_tenant_op_t));
+    if (op == NULL) {
+        kn_log(t->log, KN_LOG_ERROR, "tenants: out of memory");
+        return KN_ERROR;
+    }
+
+    op->generation = generation;
+    op->spec = spec ? json_incref(spec) : NULL;
+
+    if (rec == NULL) {
+        rec = calloc(1, sizeof(kn_tenant_rec_t));
+        if (rec == NULL || strlen(name) >= sizeof(rec->name)) {
+            free(rec);
+            json_decref(op->spec);
+            free(op);
+            kn_log(t->log, KN_LOG_ERROR, "tenants: out of memory");
+            return KN_ERROR;
+        }
+
+        rec->tenant = t;
+        strcpy(rec->name, name);
+        rec->last = &rec->ops;
+        kn_timer_init(&rec->timer, kn_tenant_poll, rec);
+        rec->next = t->recs;
+        t->recs = rec;
+    }
+
+    *rec->last = op;
+    rec->last = &op->next;
+
+    if (rec->ops == op) {
+        kn_tenant_run(rec);
+    }
+
+    return KN_OK;
+}
+
+
+/* start the operation at the head of the queue */
+
+static void
+kn_tenant_run(kn_tenant_rec_t *rec)
+{
+    kn_tenant_op_t  *op = rec->ops;
+
+    rec->error[0] = '\0';
+    rec->uid[0] = '\0';
+    rec->kgen = 0;
+
+    kn_log(rec->tenant->log, KN_LOG_INFO, "tenants: %s \"%s\" at generation "
+           "%" PRId64, op->spec ? "applying" : "deleting", rec->name,
+           op->generation);
+
+    rec->step = op->spec ? KN_TENANT_S_TENANT : KN_TENANT_S_DELETE;
+    kn_tenant_next(rec);
+}
+
+
+/* submit the batch of rec->step (and finish when it is empty) */
+
+static void
+kn_tenant_next(kn_tenant_rec_t *rec)
+{
+    char             buf[64], ns[2][KN_TENANT_NS_MAX];
+    json_t          *obj, *spec, *labels, *owner, *status;
+    const char      *plan;
+    kn_tenant_t     *t = rec->tenant;
+    kn_kube_ref_t    ref;
+    kn_tenant_op_t  *op = rec->ops;
+    size_t           i;
+    time_t           now;
+    struct tm        tm;
+
+    snprintf(ns[0], sizeof(ns[0]), "%s-owner", rec->name);
+    snprintf(ns[1], sizeof(ns[1]), "%s-apps", rec->name);
+
+    spec = op->spec;
+    plan = json_string_value(json_object_get(spec, "plan"));
+    if (plan == NULL) {
+        plan = "";
+    }
+
+    memset(&ref, 0, sizeof(ref));
+    rec->pending = 1;                   /* held while submitting */
+
+    switch (rec->step) {
+
+    case KN_TENANT_S_TENANT:
+        ref.api_version = KN_TENANT_API_VERSION;
+        ref.resource = "novatenants";
+
+        snprintf(buf, sizeof(buf), "%" PRId64, op->generation);
+        obj = json_pack("{s:s, s:s, s:{s:s, s:{s:s}, s:{s:s, s:s}}, s:O}",
+                        "apiVersion", KN_TENANT_API_VERSION,
+                        "kind", "NovaTenant",
+                        "metadata", "name", rec->name,
+                        "annotations", KN_TENANT_GEN_ANNOT, buf,
+                        "labels", KN_TENANT_LABEL, rec->name,
+                        "app.kubernetes.io/managed-by",
+                        KN_KUBE_FIELD_MANAGER,
+                        "spec", spec);
+        kn_tenant_submit(rec, &ref, obj, "NovaTenant");
+        json_decref(obj);
+        break;
+
+    case KN_TENANT_S_NAMESPACES:
+        ref.api_version = "v1";
+        ref.resource = "namespaces";
+
+        owner = json_pack("[{s:s, s:s, s:s, s:s, s:b, s:b}]",
+                          "apiVersion", KN_TENANT_API_VERSION,
+                          "kind", "NovaTenant", "name", rec->name,
+                          "uid", rec->uid, "controller", 1,
+                          "blockOwnerDeletion", 1);
+
+        for (i = 0; i < 2; i++) {
+            labels = json_pack("{s:s, s:s, s:s}", KN_TENANT_LABEL, rec->name,
+                               KN_TENANT_TIER, plan,
+                               "app.kubernetes.io/managed-by",
+                               KN_KUBE_FIELD_MANAGER);
+            obj = json_pack("{s:s, s:s, s:{s:s, s:o, s:O}}",
+                            "apiVersion", "v1", "kind", "Namespace",
+                            "metadata", "name", ns[i], "labels", labels,
+                            "ownerReferences", owner);
+            kn_tenant_submit(rec, &ref, obj, "Namespace");
+            json_decref(obj);
+        }
+
+        json_decref(owner);
+        break;
+
+    case KN_TENANT_S_OBJECTS:
+        for (i = 0; i < 2; i++) {
+            kn_tenant_objects(rec, ns[i], spec);
+        }
+        break;
+
+    case KN_TENANT_S_STATUS:
+        ref.api_version = KN_TENANT_API_VERSION;
+        ref.resource = "novatenants";
+        ref.subresource = "status";
+
+        now = time(NULL);
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+        status = json_pack("{s:I, s:I, s:s, s:b, s:[s,s], s:[{s:s, s:s, "
+                           "s:s, s:s, s:I, s:s}]}",
+                           "observedGeneration", (json_int_t) rec->kgen,
+                           "appliedGeneration",
+                           (json_int_t) op->generation,
+                           "plan", plan,
+                           "suspended",
+                           json_is_true(json_object_get(spec, "suspended")),
+                           "namespaces", ns[0], ns[1],
+                           "conditions", "type", "Ready", "status", "True",
+                           "reason", "Reconciled",
+                           "message", "namespaces, quota, limits, network "
+                           "policy and RBAC applied",
+                           "observedGeneration", (json_int_t) rec->kgen,
+                           "lastTransitionTime", buf);
+        obj = json_pack("{s:s, s:s, s:{s:s}, s:o}",
+                        "apiVersion", KN_TENANT_API_VERSION,
+                        "kind", "NovaTenant", "metadata", "name", rec->name,
+                        "status", status);
+        kn_tenant_submit(rec, &ref, obj, "NovaTenant status");
+        json_decref(obj);
+        break;
+
+    case KN_TENANT_S_DELETE:
+        ref.api_version = KN_TENANT_API_VERSION;
+        ref.resource = "novatenants";
+        ref.name = rec->name;
+
+        if (kn_kube_delete(t->kube, &ref, "Background", kn_tenant_step_done,
+                           rec, NULL) == KN_OK)
+        {
+            rec->pending++;
+        } else {
+            snprintf(rec->error, sizeof(rec->error), "cannot submit the "
+                     "deletion of NovaTenant \"%s\"", rec->name);
+        }
+        break;
+
+    case KN_TENANT_S_WAIT:
+        ref.api_version = "v1";
+        ref.resource = "namespaces";
+        rec->gone = 0;
+
+        for (i = 0; i < 2; i++) {
+            ref.name = ns[i];
+
+            if (kn_kube_get(t->kube, &ref, kn_tenant_step_done, rec, NULL)
+                == KN_OK)
+            {
+                rec->pending++;
+
+            } else if (rec->error[0] == '\0') {
+                snprintf(rec->error, sizeof(rec->error), "cannot submit a "
+                         "get of namespace \"%s\"", ns[i]);
+            }
+        }
+        break;
+    }
+
+    /* as if the submission itself were one more request answering */
+    kn_tenant_step_done(NULL, rec);
+}
+
+
+static void
+kn_tenant_submit(kn_tenant_rec_t *rec, const kn_kube_ref_t *ref, json_t *obj,
+    const char *what)
+{
+    kn_rc  rc;
+
+    if (obj == NULL) {
+        rc = KN_ERROR;
+    } else {
+        rc = kn_kube_apply(rec->tenant->kube, ref, obj, kn_tenant_step_done,
+                           rec, NULL);
+    }
+
+    if (rc == KN_OK) {
+        rec->pending++;
+        return;
+    }
+
+    if (rec->error[0] == '\0') {
+        snprintf(rec->error, sizeof(rec->error), "cannot submit the %s of "
+                 "tenant \"%s\"%s", what, rec->name,
+                 rc == KN_AGAIN ? ": too many Kubernetes requests" : "");
+    }
+}
+
+
+/* one request of the step answered (res NULL: the submission ended) */
+
+static void
+kn_tenant_step_done(const kn_kube_result_t *res, void *data)
+{
+    kn_tenant_rec_t  *rec = data;
+    kn_tenant_t      *t = rec->tenant;
+    json_t           *meta;
+    const char       *uid;
+
+    if (res != NULL) {
+        switch (rec->step) {
+
+        case KN_TENANT_S_DELETE:
+            if (res->status == 404) {
+                break;
+            }
+            goto check;
+
+        case KN_TENANT_S_WAIT:
+            if (res->status == 404) {
+                rec->gone++;
+                break;
+            }
+            goto check;
+
+        case KN_TENANT_S_TENANT:
+            if (res->error == NULL) {
+                meta = json_object_get(res->body, "metadata");
+                uid = json_string_value(json_object_get(meta, "uid"));
+                if (uid != NULL && strlen(uid) < sizeof(rec->uid)) {
+                    strcpy(rec->uid, uid);
+                }
+                rec->kgen = json_integer_value(json_object_get(meta,
+                                                               "generation"));
+                if (rec->uid[0] == '\0' && rec->error[0] == '\0') {
+                    snprintf(rec->error, sizeof(rec->error), "NovaTenant "
+                             "\"%s\": the apply answer has no uid",
+                             rec->name);
+                }
+            }
+            /* fall through */
+
+        default:
+        check:
+            if (res->error != NULL && rec->error[0] == '\0') {
+                snprintf(rec->error, sizeof(rec->error), "%s", res->error);
+            }
+        }
+    }
+
+    if (--rec->pending > 0) {
+        return;
+    }
+
+    if (rec->error[0] != '\0') {
+        kn_tenant_finish(rec, 0);
+        return;
+    }
+
+    switch (rec->step) {
+
+    case KN_TENANT_S_TENANT:
+    case KN_TENANT_S_NAMESPACES:
+    case KN_TENANT_S_OBJECTS:
+        rec->step++;
+        kn_tenant_next(rec);
+        return;
+
+    case KN_TENANT_S_STATUS:
+        kn_tenant_finish(rec, 1);
+        return;
+
+    case KN_TENANT_S_DELETE:
+        rec->step = KN_TENANT_S_WAIT;
+        rec->deadline = kn_loop_now(t->loop) + t->delete_timeout_ms;
+        kn_tenant_next(rec);
+        return;
+
+    case KN_TENANT_S_WAIT:
+        if (rec->gone == 2) {
+            kn_tenant_finish(rec, 1);
+            return;
+        }
+
+        if (kn_loop_now(t->loop) >= rec->deadline) {
+            snprintf(rec->error, sizeof(rec->error), "the namespaces of "
+                     "tenant \"%s\" are still there after %" PRIu64 " ms",
+                     rec->name, t->delete_timeout_ms);
+            kn_tenant_finish(rec, 0);
+            return;
+        }
+
+        if (kn_timer_add(t->loop, &rec->timer, KN_TENANT_POLL_MS) != KN_OK) {
+            snprintf(rec->error, sizeof(rec->error), "no timer to wait for "
+                     "the namespaces of tenant \"%s\"", rec->name);
+            kn_tenant_finish(rec, 0);
+        }
+        return;
+    }
+}
+
+
+static void
+kn_tenant_poll(kn_timer_t *timer)
+{
+    kn_tenant_rec_t  *rec = timer->data;
+
+    kn_tenant_next(rec);
+}
+
+
+/* the head operation ended: report it, start the next or drop the record */
+
+static void
+kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
+{
+    kn_tenant_t      *t = rec->tenant;
+    kn_tenant_op_t   *op = rec->ops;
+    kn_tenant_rec_t **p;
+    int               deleted;
+    int64_t           generation;
+
+    deleted = (op->spec == NULL);
+    generation = op->generation;
+
+    if (ok) {
+        kn_log(t->log, KN_LOG_INFO, "tenants: %s \"%s\" at generation "
+               "%" PRId64, deleted ? "deleted" : "applied", rec->name,
+               generation);
+    } else {
+        kn_log(t->log, KN_LOG_WARN, "tenants: cannot %s \"%s\" at "
+               "generation %" PRId64 ": %s", deleted ? "delete" : "apply",
+               rec->name, generation, rec->error);
+    }
+
+    rec->ops = op->next;
+    if (rec->ops == NULL) {
+        rec->last = &rec->ops;
+    }
+    json_decref(op->spec);
+    free(op);
+
+    kn_applier_finished(t->applier, KN_TENANT_KIND, rec->name, generation,
+                        deleted, ok, ok ? NULL : rec->error);
+
+    if (rec->ops != NULL) {
+        kn_tenant_run(rec);
+        return;
+    }
+
+    for (p = &t->recs; *p; p = &(*p)->next) {
+        if (*p == rec) {
+            *p = rec->next;
+            break;
+        }
+    }
+
+    kn_tenant_rec_free(rec);
+}
+
+
+static void
+kn_tenant_rec_free(kn_tenant_rec_t *rec)
+{
+    kn_tenant_op_t  *op, *next;
+
+    kn_timer_cancel(rec->tenant->loop, &rec->timer);
+
+    for (op = rec->ops; op; op = next) {
+        next = op->next;
+        json_decref(op->spec);
+        free(op);
+    }
+
+    free(rec);
+}
+
+
+/* -- the objects of one namespace -------------------------------------- */
+
+
+static void
+kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns, json_t *spec)
+{
+    char            v[64], owner_ns[KN_TENANT_NS_MAX],
+                    apps_ns[KN_TENANT_NS_MAX];
+    json_t         *obj, *hard, *quota, *tenant_ns;
+    kn_kube_ref_t   ref;
+    size_t          i;
+    json_int_t      gpus;
+    static const struct { const char *key; const char *names[2]; }  q[] = {
+        { "cpu", { "requests.cpu", "limits.cpu" } },
+        { "memory", { "requests.memory", "limits.memory" } },
+        { "storage", { "requests.storage", NULL } },
+        { "load_balancers", { "services.loadbalancers", NULL } },
+        { "pods", { "pods", NULL } }
+    };
+    static const struct { const char *name; const char *role;
+                          const char *sa; }  rb[] = {
+        { "kubenova-owner", "admin", "owner" },
+        { "kubenova-readonly", "view", "readonly" }
+    };
+
+    snprintf(owner_ns, sizeof(owner_ns), "%s-owner", rec->name);
+    snprintf(apps_ns, sizeof(apps_ns), "%s-apps", rec->name);
+
+    memset(&ref, 0, sizeof(ref));
+
+    /* ResourceQuota */
+
+    quota = json_object_get(spec, "quota");
+    hard = json_object();
+
+    for (i = 0; i < KN_NELEMS(q); i++) {
+        if (!kn_tenant_qty(json_object_get(quota, q[i].key), v, sizeof(v))) {
+            continue;
+        }
+        json_object_set_new(hard, q[i].names[0], json_string(v));
+        if (q[i].names[1]) {
+            json_object_set_new(hard, q[i].names[1], json_string(v));
+        }
+    }
+
+    if (json_is_true(json_object_get(spec, "suspended"))) {
+        json_object_set_new(hard, "pods", json_string("0"));
+    }
+
+    gpus = 0;
+    if (kn_tenant_qty(json_object_get(quota, "gpus"), v, sizeof(v))) {
+        gpus = strtoll(v, NULL, 10);
+        if (gpus > 0 || strspn(v, "0") != strlen(v)) {
+            json_object_set_new(hard, "requests.nvidia.com/gpu",
+                                json_string(v));
+        }
+    }
+
+    ref.api_version = "v1";
+    ref.resource = "resourcequotas";
+    obj = json_pack("{s:s, s:s, s:o, s:{s:o}}", "apiVersion", "v1",
+                    "kind", "ResourceQuota",
+                    "metadata", kn_tenant_meta(rec, "kubenova-quota", ns),
+                    "spec", "hard", hard);
+    kn_tenant_submit(rec, &ref, obj, "ResourceQuota");
+    json_decref(obj);
+
+    /* LimitRange */
+
+    ref.resource = "limitranges";
+    obj = json_pack("{s:s, s:s, s:o, s:{s:[{s:s, s:{s:s, s:s}, "
+                    "s:{s:s, s:s}}]}}", "apiVersion", "v1",
+                    "kind", "LimitRange",
+                    "metadata", kn_tenant_meta(rec, "kubenova-defaults", ns),
+                    "spec", "limits", "type", "Container",
+                    "default", "cpu", "500m", "memory", "512Mi",
+                    "defaultRequest", "cpu", "100m", "memory", "128Mi");
+    kn_tenant_submit(rec, &ref, obj, "LimitRange");
+    json_decref(obj);
+
+    /* NetworkPolicy: default deny, the tenant's namespaces and DNS */
+
+    tenant_ns = json_pack("{s:{s:{s:s}}}", "namespaceSelector",
+                          "matchLabels", KN_TENANT_LABEL, rec->name);
+
+    ref.api_version = "networking.k8s.io/v1";
+    ref.resource = "networkpolicies";
+    obj = json_pack("{s:s, s:s, s:o, s:{s:{}, s:[s,s], s:[{s:[O]}], "
+                    "s:[{s:[O]}, {s:[{s:{s:{s:s}}}], s:[{s:s, s:i}, "
+                    "{s:s, s:i}]}]}}",
+                    "apiVersion", "networking.k8s.io/v1",
+                    "kind", "NetworkPolicy",
+                    "metadata", kn_tenant_meta(rec, "kubenova-default-deny",
+                                               ns),
+                    "spec", "podSelector",
+                    "policyTypes", "Ingress", "Egress",
+                    "ingress", "from", tenant_ns,
+                    "egress", "to", tenant_ns,
+                    "to", "namespaceSelector", "matchLabels",
+                    "kubernetes.io/metadata.name", "kube-system",
+                    "ports", "protocol", "UDP", "port", 53,
+                    "protocol", "TCP", "port", 53);
+    json_decref(tenant_ns);
+    kn_tenant_submit(rec, &ref, obj, "NetworkPolicy");
+    json_decref(obj);
+
+    /* ServiceAccounts and RoleBindings */
+
+    for (i = 0; i < KN_NELEMS(rb); i++) {
+        ref.api_version = "v1";
+        ref.resource = "serviceaccounts";
+        obj = json_pack("{s:s, s:s, s:o}", "apiVersion", "v1",
+                        "kind", "ServiceAccount",
+                        "metadata", kn_tenant_meta(rec, rb[i].sa, ns));
+        kn_tenant_submit(rec, &ref, obj, "ServiceAccount");
+        json_decref(obj);
+
+        ref.api_version = "rbac.authorization.k8s.io/v1";
+        ref.resource = "rolebindings";
+        obj = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}, "
+                        "s:[{s:s, s:s, s:s}, {s:s, s:s, s:s}]}",
+                        "apiVersion", "rbac.authorization.k8s.io/v1",
+                        "kind", "RoleBinding",
+                        "metadata", kn_tenant_meta(rec, rb[i].name, ns),
+                        "roleRef", "apiGroup", "rbac.authorization.k8s.io",
+                        "kind", "ClusterRole", "name", rb[i].role,
+                        "subjects",
+                        "kind", "ServiceAccount", "name", rb[i].sa,
+                        "namespace", owner_ns,
+                        "kind", "ServiceAccount", "name", rb[i].sa,
+                        "namespace", apps_ns);
+        kn_tenant_submit(rec, &ref, obj, "RoleBinding");
+        json_decref(obj);
+    }
+}
+
+
+static json_t *
+kn_tenant_meta(kn_tenant_rec_t *rec, const char *name, const char *ns)
+{
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "name", name,
+                     "namespace", ns, "labels", KN_TENANT_LABEL, rec->name,
+                     "app.kubernetes.io/managed-by", KN_KUBE_FIELD_MANAGER);
+}
+
+
+/* a quantity from the Manager: a string ("2Gi") or a number (20) */
+
+static int
+kn_tenant_qty(json_t *v, char *buf, size_t size)
+{
+    if (json_is_string(v) && json_string_length(v) > 0
+        && json_string_length(v) < size)
+    {
+        strcpy(buf, json_string_value(v));
+        return 1;
+    }
+
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return 1;
+    }
+
+    if (json_is_real(v) && json_real_value(v) >= 0) {
+        snprintf(buf, size, "%g", json_real_value(v));
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* -- preparing the cluster ---------------------------------------------- */
+
+
+kn_rc
+kn_tenant_start(kn_tenant_t *t, kn_tenant_ready_pt ready, void *data)
+{
+    t->ready = ready;
+    t->ready_data = data;
+    kn_tenant_start_run(t);
+    return KN_OK;
+}
+
+
+static void
+kn_tenant_start_timer(kn_timer_t *timer)
+{
+    kn_tenant_t    *t = timer->data;
+    kn_kube_ref_t   ref;
+    size_t          i;
+
+    if (t->start_step == KN_TENANT_START_ESTABLISHED) {
+        /* poll the CRDs again */
+        memset(&ref, 0, sizeof(ref));
+        ref.api_version = "apiextensions.k8s.io/v1";
+        ref.resource = "customresourcedefinitions";
+        t->established = 0;
+        t->start_failed = 0;
+        t->start_pending = 1;
+
+        for (i = 0; i < KN_NELEMS(kn_tenant_crds); i++) {
+            char  name[96];
+
+            snprintf(name, sizeof(name), "%s." KN_TENANT_GROUP,
+                     kn_tenant_crds[i][0]);
+            ref.name = name;
+            if (kn_kube_get(t->kube, &ref, kn_tenant_established_done, t,
+                            NULL) == KN_OK)
+            {
+                t->start_pending++;
+            } else {
+                t->start_failed = 1;
+            }
+        }
+
+        kn_tenant_established_done(NULL, t);
+        return;
+    }
+
+    kn_tenant_start_run(t);
+}
+
+
+/* from the beginning: the version and the CRDs */
+
+static void
+kn_tenant_start_run(kn_tenant_t *t)
+{
+    json_t         *crd;
+    kn_kube_ref_t   ref;
+    size_t          i;
+
+    t->start_step = KN_TENANT_START_CRDS;
+    t->start_failed = 0;
+    t->start_pending = 1;
+
+    if (t->version[0] == '\0'
+        && kn_kube_request(t->kube, "GET", "/version", NULL, NULL,
+                           kn_tenant_version_done, t, NULL) == KN_OK)
+    {
+        t->start_pending++;
+    }
+
+    memset(&ref, 0, sizeof(ref));
+    ref.api_version = "apiextensions.k8s.io/v1";
+    ref.resource = "customresourcedefinitions";
+
+    for (i = 0; i < KN_NELEMS(kn_tenant_crds); i++) {
+        crd = kn_tenant_crd(i);
+
+        if (crd != NULL
+            && kn_kube_apply(t->kube, &ref, crd, kn_tenant_crd_done, t, NULL)
+               == KN_OK)
+        {
+            t->start_pending++;
+        } else {
+            t->start_failed = 1;
+        }
+
+        json_decref(crd);
+    }
+
+    kn_tenant_crd_done(NULL, t);
+}
+
+
+static void
+kn_tenant_start_fail(kn_tenant_t *t, const char *what,
+    const kn_kube_result_t *res)
+{
+    t->start_failed = 1;
+    kn_log(t->log, KN_LOG_WARN, "tenants: %s: %s", what,
+           res && res->error ? res->error : "cannot submit the request");
+}
+
+
+static void
+kn_tenant_version_done(const kn_kube_result_t *res, void *data)
+{
+    kn_tenant_t  *t = data;
+    const char   *v;
+
+    v = json_string_value(json_object_get(res->body, "gitVersion"));
+
+    if (res->error == NULL && v != NULL && strlen(v) < sizeof(t->version)) {
+        strcpy(t->version, v);
+        kn_log(t->log, KN_LOG_INFO, "tenants: Kubernetes %s", v);
+    } else {
+        kn_log(t->log, KN_LOG_WARN, "tenants: GET /version: %s",
+               res->error ? res->error : "no gitVersion");
+    }
+
+    /* not a reason to fail: the version is only reported */
+    kn_tenant_crd_done(NULL, t);
+}
+
+
+static void
+kn_tenant_crd_done(const kn_kube_result_t *res, void *data)
+{
+    kn_tenant_t  *t = data;
+
+    if (res != NULL && res->error != NULL) {
+        kn_tenant_start_fail(t, "applying the CRDs", res);
+    }
+
+    if (--t->start_pending > 0) {
+        return;
+    }
+
+    if (t->start_failed) {
+        kn_log(t->log, KN_LOG_WARN, "tenants: cannot prepare the cluster; "
+               "trying again in %d ms", KN_TENANT_RETRY_MS);
+        (void) kn_timer_add(t->loop, &t->start_timer, KN_TENANT_RETRY_MS);
+        return;
+    }
+
+    kn_log(t->log, KN_LOG_INFO, "tenants: CRDs novatenants."
+           KN_TENANT_GROUP " and novaclusterconfigs." KN_TENANT_GROUP
+           " applied");
+
+    t->start_step = KN_TENANT_START_ESTABLISHED;
+    t->crd_deadline = kn_loop_now(t->loop) + KN_TENANT_CRD_WAIT_MS;
+    kn_tenant_start_timer(&t->start_timer);
+}
+
+
+static void
+kn_tenant_established_done(const kn_kube_result_t *res, void *data)
+{
+    kn_tenant_t  *t = data;
+    json_t       *conds, *c;
+    size_t        i;
+    kn_kube_ref_t ref;
+
+    if (res != NULL) {
+        if (res->error != NULL) {
+            kn_tenant_start_fail(t, "reading the CRDs", res);
+
+        } else {
+            conds = json_object_get(json_object_get(res->body, "status"),
+                                    "conditions");
+            json_array_foreach(conds, i, c) {
+                if (json_is_string(json_object_get(c, "type"))
+                    && strcmp(json_string_value(json_object_get(c, "type")),
+                              "Established") == 0
+                    && json_is_string(json_object_get(c, "status"))
+                    && strcmp(json_string_value(json_object_get(c, "status")),
+                              "True") == 0)
+                {
+                    t->established++;
+                }
+            }
+        }
+    }
+
+    if (--t->start_pending > 0) {
+        return;
+    }
+
+    if (t->start_failed) {
+        t->start_step = KN_TENANT_START_CRDS;
+        (void) kn_timer_add(t->loop, &t->start_timer, KN_TENANT_RETRY_MS);
+        return;
+    }
+
+    if (t->established < KN_NELEMS(kn_tenant_crds)) {
+        if (kn_loop_now(t->loop) >= t->crd_deadline) {
+            kn_log(t->log, KN_LOG_WARN, "tenants: the CRDs are not "
+                   "Established after %d ms; starting again",
+                   KN_TENANT_CRD_WAIT_MS);
+            t->start_step = KN_TENANT_START_CRDS;
+            (void) kn_timer_add(t->loop, &t->start_timer,
+                                KN_TENANT_RETRY_MS);
+            return;
+        }
+
+        (void) kn_timer_add(t->loop, &t->start_timer, 200);
+        return;
+    }
+
+    /* what the cluster holds already */
+
+    t->start_step = KN_TENANT_START_LIST;
+    memset(&ref, 0, sizeof(ref));
+    ref.api_version = KN_TENANT_API_VERSION;
+    ref.resource = "novatenants";
+
+    if (kn_kube_list(t->kube, &ref, NULL, kn_tenant_list_done, t, NULL)
+        != KN_OK)
+    {
+        kn_tenant_start_fail(t, "listing the NovaTenants", NULL);
+        t->start_step = KN_TENANT_START_CRDS;
+        (void) kn_timer_add(t->loop, &t->start_timer, KN_TENANT_RETRY_MS);
+    }
+}
+
+
+/*
+ * A NovaTenant counts as applied at the Manager generation its status says
+ * was applied completely, if that is the one its annotation asks for; one
+ * whose reconciliation did not finish is left out, so the Manager sends it
+ * again.
+ */
+
+static void
+kn_tenant_list_done(const kn_kube_result_t *res, void *data)
+{
+    kn_tenant_t  *t = data;
+    json_t       *item, *meta, *status;
+    const char   *name, *annot;
+    size_t        i, n;
+    int64_t       gen, applied;
+
+    if (res->error != NULL) {
+        kn_tenant_start_fail(t, "listing the NovaTenants", res);
+        t->start_step = KN_TENANT_START_CRDS;
+        (void) kn_timer_add(t->loop, &t->start_timer, KN_TENANT_RETRY_MS);
+        return;
+    }
+
+    n = 0;
+
+    json_array_foreach(json_object_get(res->body, "items"), i, item) {
+        meta = json_object_get(item, "metadata");
+        status = json_object_get(item, "status");
+        name = json_string_value(json_object_get(meta, "name"));
+        annot = json_string_value(json_object_get(
+                    json_object_get(meta, "annotations"),
+                    KN_TENANT_GEN_ANNOT));
+
+        if (name == NULL || annot == NULL) {
+            continue;
+        }
+
+        gen = strtoll(annot, NULL, 10);
+        applied = json_integer_value(json_object_get(status,
+                                                     "appliedGeneration"));
+
+        if (gen <= 0 || applied != gen
+            || json_object_get(meta, "deletionTimestamp") != NULL)
+        {
+            kn_log(t->log, KN_LOG_INFO, "tenants: the cluster holds "
+                   "NovaTenant \"%s\" at generation %s, not completely "
+                   "applied: the Manager will send it again", name, annot);
+            continue;
+        }
+
+        if (kn_applier_record(t->applier, KN_TENANT_KIND, name, gen)
+            == KN_OK)
+        {
+            kn_log(t->log, KN_LOG_INFO, "tenants: the cluster holds "
+                   "NovaTenant \"%s\" at generation %" PRId64 " already",
+                   name, gen);
+            n++;
+        }
+    }
+
+    kn_log(t->log, KN_LOG_INFO, "tenants: the cluster is prepared: %zu "
+           "tenant(s) applied already", n);
+
+    t->start_step = KN_TENANT_START_DONE;
+    t->ready(t->ready_data, t->version);
+}
+
+
+static json_t *
+kn_tenant_crd(size_t i)
+{
+    char  name[96], list[64];
+
+    snprintf(name, sizeof(name), "%s." KN_TENANT_GROUP,
+             kn_tenant_crds[i][0]);
+    snprintf(list, sizeof(list), "%sList", kn_tenant_crds[i][1]);
+
+    return json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s, s:s, "
+                     "s:{s:s, s:s, s:s, s:s}, s:[{s:s, s:b, s:b, "
+                     "s:{s:{}}, s:{s:{s:s, s:b, s:{s:{s:s, s:b}, "
+                     "s:{s:s, s:b}}}}}]}}",
+                     "apiVersion", "apiextensions.k8s.io/v1",
+                     "kind", "CustomResourceDefinition",
+                     "metadata", "name", name, "labels",
+                     "app.kubernetes.io/managed-by", KN_KUBE_FIELD_MANAGER,
+                     "spec", "group", KN_TENANT_GROUP, "scope", "Cluster",
+                     "names", "plural", kn_tenant_crds[i][0],
+                     "singular", kn_tenant_crds[i][2],
+                     "kind", kn_tenant_crds[i][1], "listKind", list,
+                     "versions", "name", "v1alpha1", "served", 1,
+                     "storage", 1,
+                     "subresources", "status",
+                     "schema", "openAPIV3Schema", "type", "object",
+                     "x-kubernetes-preserve-unknown-fields", 1,
+                     "properties",
+                     "spec", "type", "object",
+                     "x-kubernetes-preserve-unknown-fields", 1,
+                     "status", "type", "object",
+                     "x-kubernetes-preserve-unknown-fields", 1);
+}
