@@ -168,8 +168,12 @@ static ngx_kubenova_gw_stream_t *ngx_kubenova_gw_lookup(
 static void ngx_kubenova_gw_disconnect(ngx_kubenova_gw_stream_t *s);
 static void ngx_kubenova_gw_disconnect_done(void *data, ngx_int_t rc,
     PGresult *res);
+static ngx_int_t ngx_kubenova_gw_scratch(ngx_kubenova_gw_stream_t *s,
+    size_t size);
 static char *ngx_kubenova_gw_param(ngx_kubenova_gw_stream_t *s,
     const char *value);
+static char *ngx_kubenova_gw_json_param(ngx_kubenova_gw_stream_t *s,
+    json_t *json);
 static char *ngx_kubenova_gw_int_param(ngx_kubenova_gw_stream_t *s,
     int64_t value);
 static ngx_uint_t ngx_kubenova_gw_text_ok(const char *s, size_t max);
@@ -401,7 +405,6 @@ ngx_kubenova_gw_dispatch(ngx_kubenova_gw_stream_t *s,
 static ngx_int_t
 ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
 {
-    char        *applied;
     json_t      *list, *item;
     size_t       i, len;
     ngx_str_t    secret;
@@ -452,15 +455,8 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
         }
     }
 
-    applied = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
-
-    if (applied == NULL) {
-        goto failed;
-    }
-
     if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        free(applied);
+        json_decref(list);
         goto failed;
     }
 
@@ -472,10 +468,9 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
     ngx_kubenova_token_hash(&secret, hash);
     hash[NGX_KUBENOVA_TOKEN_HASH_LEN] = '\0';
 
-    s->scratch = ngx_create_pool(1024, s->request->connection->log);
-    if (s->scratch == NULL) {
-        free(applied);
-        goto failed;
+    if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
+        json_decref(list);
+        return NGX_DONE;
     }
 
     s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
@@ -484,10 +479,10 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
                                             ? hello->operator_version : "");
     s->params[3] = ngx_kubenova_gw_param(s, hello->kubernetes_version
                                             ? hello->kubernetes_version : "");
-    s->params[4] = ngx_kubenova_gw_param(s, applied);
+    s->params[4] = ngx_kubenova_gw_json_param(s, list);
     s->params[5] = ngx_kubenova_gw_param(s, (char *) s->stream_id);
 
-    free(applied);
+    json_decref(list);
 
     /*
      * From now on changes of this cluster are queued for this stream too: a
@@ -762,9 +757,7 @@ ngx_kubenova_gw_ack(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Ack *ack)
         return NGX_DONE;
     }
 
-    s->scratch = ngx_create_pool(1024, s->request->connection->log);
-    if (s->scratch == NULL) {
-        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+    if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
         return NGX_DONE;
     }
 
@@ -786,7 +779,6 @@ static ngx_int_t
 ngx_kubenova_gw_usage(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__UsageReport *usage)
 {
-    char                      *tenants;
     json_t                    *list, *item;
     size_t                     i;
     Kubenova__V1__TenantUsage  *t;
@@ -823,27 +815,19 @@ ngx_kubenova_gw_usage(ngx_kubenova_gw_stream_t *s,
         }
     }
 
-    tenants = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
-
-    if (tenants == NULL) {
-        goto failed;
-    }
-
-    s->scratch = ngx_create_pool(1024, s->request->connection->log);
-    if (s->scratch == NULL) {
-        free(tenants);
-        goto failed;
+    if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
+        json_decref(list);
+        return NGX_DONE;
     }
 
     s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
     s->params[1] = ngx_kubenova_gw_int_param(s, usage->sequence);
     s->params[2] = ngx_kubenova_gw_int_param(s, usage->window_start_unix);
     s->params[3] = ngx_kubenova_gw_int_param(s, usage->window_end_unix);
-    s->params[4] = ngx_kubenova_gw_param(s, tenants);
+    s->params[4] = ngx_kubenova_gw_json_param(s, list);
     s->params[5] = ngx_kubenova_gw_int_param(s, usage->sequence);
 
-    free(tenants);
+    json_decref(list);
 
     return ngx_kubenova_gw_call(s, ngx_kubenova_gw_usage_sql, 5,
                                 ngx_kubenova_gw_usage_done);
@@ -880,7 +864,6 @@ static ngx_int_t
 ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__ApplicationStatus *st)
 {
-    char    *services;
     json_t  *list, *item;
     size_t   i;
 
@@ -915,17 +898,9 @@ ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
         }
     }
 
-    services = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
-
-    if (services == NULL) {
-        goto failed;
-    }
-
-    s->scratch = ngx_create_pool(1024, s->request->connection->log);
-    if (s->scratch == NULL) {
-        free(services);
-        goto failed;
+    if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
+        json_decref(list);
+        return NGX_DONE;
     }
 
     s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
@@ -936,9 +911,9 @@ ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
     s->params[5] = ngx_kubenova_gw_int_param(s, st->observed_generation);
     s->params[6] = ngx_kubenova_gw_param(s, st->workflow_state
                                             ? st->workflow_state : "");
-    s->params[7] = ngx_kubenova_gw_param(s, services);
+    s->params[7] = ngx_kubenova_gw_json_param(s, list);
 
-    free(services);
+    json_decref(list);
 
     return ngx_kubenova_gw_call(s, ngx_kubenova_gw_app_status_sql, 8,
                                 ngx_kubenova_gw_app_status_done);
@@ -1008,10 +983,8 @@ ngx_kubenova_gw_kubeconfig(ngx_kubenova_gw_stream_t *s,
 
     sealed_len = kc->kubeconfig.len + NGX_KUBENOVA_SEAL_OVERHEAD;
 
-    s->scratch = ngx_create_pool(2 * sealed_len + 4096,
-                                 s->request->connection->log);
-    if (s->scratch == NULL) {
-        goto failed;
+    if (ngx_kubenova_gw_scratch(s, 2 * sealed_len + 4096) != NGX_OK) {
+        return NGX_DONE;
     }
 
     sealed = ngx_pnalloc(s->scratch, sealed_len);
@@ -1208,10 +1181,7 @@ ngx_kubenova_gw_next(ngx_kubenova_gw_stream_t *s)
             s->change_head = (s->change_head + 1) % NGX_KUBENOVA_GW_CHANGES;
             s->nchanges--;
 
-            s->scratch = ngx_create_pool(512, s->request->connection->log);
-            if (s->scratch == NULL) {
-                ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL,
-                                    "out of memory");
+            if (ngx_kubenova_gw_scratch(s, 512) != NGX_OK) {
                 return;
             }
 
@@ -1635,6 +1605,22 @@ ngx_kubenova_gw_lookup(ngx_kubenova_gateway_t *gw, const char *cluster,
 }
 
 
+/* the pool a statement's parameters live in; the stream ends without one */
+
+static ngx_int_t
+ngx_kubenova_gw_scratch(ngx_kubenova_gw_stream_t *s, size_t size)
+{
+    s->scratch = ngx_create_pool(size, s->request->connection->log);
+
+    if (s->scratch == NULL) {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_kubenova_gw_param(ngx_kubenova_gw_stream_t *s, const char *value)
 {
@@ -1650,6 +1636,29 @@ ngx_kubenova_gw_param(ngx_kubenova_gw_stream_t *s, const char *value)
     }
 
     ngx_memcpy(p, value, len);
+
+    return p;
+}
+
+
+/* json serialised straight into the scratch pool */
+
+static char *
+ngx_kubenova_gw_json_param(ngx_kubenova_gw_stream_t *s, json_t *json)
+{
+    char    *p;
+    size_t   len;
+
+    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
+
+    p = len ? ngx_pnalloc(s->scratch, len + 1) : NULL;
+    if (p == NULL) {
+        s->param_failed = 1;
+        return NULL;
+    }
+
+    (void) json_dumpb(json, p, len, JSON_COMPACT);
+    p[len] = '\0';
 
     return p;
 }
