@@ -79,8 +79,6 @@ static ngx_int_t ngx_kubenova_api_done(ngx_http_request_t *r, void *data,
     ngx_int_t rc, PGresult *res);
 static ngx_int_t ngx_kubenova_api_unauthorized(ngx_http_request_t *r,
     ngx_uint_t presented);
-static ngx_int_t ngx_kubenova_api_add_header(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
 static ngx_int_t ngx_kubenova_api_location(ngx_http_request_t *r,
     ngx_kubenova_api_ctx_t *ctx, const char *body, size_t len);
 static ngx_str_t *ngx_kubenova_api_media_type(ngx_http_request_t *r,
@@ -481,7 +479,8 @@ ngx_kubenova_api_not_allowed(ngx_http_request_t *r, ngx_uint_t methods)
         }
     }
 
-    rc = ngx_kubenova_api_add_header(r, "Allow", start, p - start);
+    rc = ngx_kubenova_add_header(r, &r->headers_out.headers, "Allow",
+                                 start, p - start);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -945,9 +944,9 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
     }
 
     if (!PQgetisnull(res, 0, 1)) {
-        if (ngx_kubenova_api_add_header(r, "ETag",
-                                        (u_char *) PQgetvalue(res, 0, 1),
-                                        PQgetlength(res, 0, 1))
+        if (ngx_kubenova_add_header(r, &r->headers_out.headers, "ETag",
+                                    (u_char *) PQgetvalue(res, 0, 1),
+                                    PQgetlength(res, 0, 1))
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1014,40 +1013,14 @@ ngx_kubenova_api_unauthorized_header(ngx_http_request_t *r,
         "Bearer realm=\"kubenova\", error=\"invalid_token\"";
 
     if (presented) {
-        return ngx_kubenova_api_add_header(r, "WWW-Authenticate",
-                                           (u_char *) invalid,
-                                           sizeof(invalid) - 1);
+        return ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                       "WWW-Authenticate", (u_char *) invalid,
+                                       sizeof(invalid) - 1);
     }
 
-    return ngx_kubenova_api_add_header(r, "WWW-Authenticate",
-                                       (u_char *) plain, sizeof(plain) - 1);
-}
-
-
-static ngx_int_t
-ngx_kubenova_api_add_header(ngx_http_request_t *r, const char *name,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-
-    h->value.data = ngx_pnalloc(r->pool, len);
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(h->value.data, value, len);
-    h->value.len = len;
-
-    return NGX_OK;
+    return ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                   "WWW-Authenticate", (u_char *) plain,
+                                   sizeof(plain) - 1);
 }
 
 
@@ -1109,7 +1082,8 @@ ngx_kubenova_api_location(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx,
     if (r->method != NGX_HTTP_POST) {
         /* PUT created the object at the request's own path */
         json_decref(json);
-        return ngx_kubenova_api_add_header(r, "Location", uri.data, uri.len);
+        return ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                       "Location", uri.data, uri.len);
     }
 
     n = uri.len + 1 + 3 * nlen;
@@ -1127,7 +1101,8 @@ ngx_kubenova_api_location(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx,
 
     json_decref(json);
 
-    return ngx_kubenova_api_add_header(r, "Location", p, uri.data - p);
+    return ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                   "Location", p, uri.data - p);
 }
 
 
@@ -1212,9 +1187,11 @@ ngx_kubenova_api_kubeconfig(ngx_http_request_t *r, const char *body,
 
     json_decref(json);
 
-    if (ngx_kubenova_api_add_header(r, "Content-Disposition", p, n) != NGX_OK
-        || ngx_kubenova_api_add_header(r, "Cache-Control",
-                                       (u_char *) "no-store", 8) != NGX_OK)
+    if (ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                "Content-Disposition", p, n) != NGX_OK
+        || ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                   "Cache-Control", (u_char *) "no-store",
+                                   sizeof("no-store") - 1) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

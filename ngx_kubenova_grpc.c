@@ -51,8 +51,6 @@ static void ngx_kubenova_grpc_append(ProtobufCBuffer *buffer, size_t len,
     const uint8_t *data);
 static ngx_int_t ngx_kubenova_grpc_flush(ngx_kubenova_grpc_t *g,
     ngx_chain_t *out);
-static ngx_int_t ngx_kubenova_grpc_trailer(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
 static void ngx_kubenova_grpc_finalize_handler(ngx_event_t *ev);
 static void ngx_kubenova_grpc_cleanup(void *data);
 
@@ -731,8 +729,9 @@ ngx_kubenova_grpc_finish(ngx_kubenova_grpc_t *g, ngx_uint_t status,
     code = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
 
     if (enc == NULL || code == NULL
-        || ngx_kubenova_grpc_trailer(r, "grpc-status", code,
-                                     ngx_sprintf(code, "%ui", status) - code)
+        || ngx_kubenova_add_header(r, &r->headers_out.trailers,
+                                   "grpc-status", code,
+                                   ngx_sprintf(code, "%ui", status) - code)
            != NGX_OK)
     {
         goto finalize;
@@ -751,7 +750,8 @@ ngx_kubenova_grpc_finish(ngx_kubenova_grpc_t *g, ngx_uint_t status,
         }
     }
 
-    if (ngx_kubenova_grpc_trailer(r, "grpc-message", enc, last - enc)
+    if (ngx_kubenova_add_header(r, &r->headers_out.trailers, "grpc-message",
+                                enc, last - enc)
         != NGX_OK)
     {
         goto finalize;
@@ -777,27 +777,6 @@ finalize:
     if (!gctx->finalize.posted) {
         ngx_post_event(&gctx->finalize, &ngx_posted_events);
     }
-}
-
-
-static ngx_int_t
-ngx_kubenova_grpc_trailer(ngx_http_request_t *r, const char *name,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.trailers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.data = value;
-    h->value.len = len;
-
-    return NGX_OK;
 }
 
 

@@ -24,8 +24,7 @@ static const char  ngx_kubenova_readyz_sql[] =
 ngx_int_t
 ngx_kubenova_only_get(ngx_http_request_t *r)
 {
-    ngx_int_t         rc;
-    ngx_table_elt_t  *allow;
+    ngx_int_t  rc;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -36,14 +35,13 @@ ngx_kubenova_only_get(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    allow = ngx_list_push(&r->headers_out.headers);
-    if (allow == NULL) {
+    if (ngx_kubenova_add_header(r, &r->headers_out.headers, "Allow",
+                                (u_char *) "GET, HEAD",
+                                sizeof("GET, HEAD") - 1)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    allow->hash = 1;
-    ngx_str_set(&allow->key, "Allow");
-    ngx_str_set(&allow->value, "GET, HEAD");
 
     return ngx_kubenova_json_error(r, NGX_HTTP_NOT_ALLOWED,
                                    "method_not_allowed",
