@@ -1,6 +1,6 @@
 # The tenant reconciler (operator/src/kn_tenant.c) end to end: the real
 # Manager, a real control plane (t/k8s/control-plane.sh) and the Operator
-# with its admin kubeconfig.  A tenant created through the REST API becomes
+# with its least-privilege ClusterRole (operator/deploy/).  A tenant created through the REST API becomes
 # a NovaTenant, two namespaces, quota, limits, network policy, service
 # accounts and role bindings (checked with Debian's kubectl); a plan change
 # and a suspension change the quota; a restarted Operator finds its tenant
@@ -49,7 +49,7 @@ sub start_operator {
         manager_url => 'http://127.0.0.1:' . $gw->gw_port,
         cluster => $C, secret => $secret,
         args => ['--heartbeat', '1s', '--reconnect-max', '3s',
-                 '--kubeconfig', $k8s->{kubeconfig}]);
+                 '--kubeconfig', $k8s->operator_kubeconfig]);
 }
 
 my $op = start_operator();

@@ -8,6 +8,9 @@ package KubeNova::K8s;
 #   $k8s->kubectl('create', 'ns', 'x');    # Debian's kubectl 1.20, admin
 #   my $obj = $k8s->kubectl_json('get', 'cm', 'y', '-n', 'x');
 #   $k8s->restart_apiserver;               # same port, fresh watch cache
+#   my $kc = $k8s->operator_kubeconfig;    # operator/deploy/ applied; a
+#                                          # kubeconfig of its ServiceAccount
+#   $k8s->kubectl_as($kc, 'auth', 'can-i', 'list', 'secrets');
 #   $k8s->{server}, $k8s->{kubeconfig}, $k8s->{ca}, $k8s->{dir}, $k8s->{kubectl}
 #
 # KN_KEEP_K8S=1 keeps the directory (logs) after the test.
@@ -80,9 +83,68 @@ sub start {
 # kubectl as the admin; returns its output (stdout and stderr), $? set
 sub kubectl {
     my ($self, @args) = @_;
+    return $self->kubectl_as($self->{kubeconfig}, @args);
+}
+
+# kubectl with another kubeconfig (another identity)
+sub kubectl_as {
+    my ($self, $kubeconfig, @args) = @_;
     my $cmd = join ' ', map { _quote($_) } $self->{kubectl},
-        "--kubeconfig=$self->{kubeconfig}", @args;
+        "--kubeconfig=$kubeconfig", @args;
     return scalar `$cmd 2>&1`;
+}
+
+# The Operator as it is deployed: operator/deploy/ (its namespace,
+# ServiceAccount, least-privilege ClusterRole and binding) applied as the
+# admin, and a kubeconfig file (the path) for that ServiceAccount.  Made
+# once per control plane; dies when it cannot be.
+sub operator_kubeconfig {
+    my ($self) = @_;
+    return $self->{operator_kubeconfig} if $self->{operator_kubeconfig};
+    my $out = $self->kubectl('apply', '-f', "$repo/operator/deploy/");
+    die "kubectl apply -f operator/deploy/ failed: $out" if $? != 0;
+    return $self->{operator_kubeconfig} = $self->service_account_kubeconfig(
+        'kubenova-system', 'kubenova-operator');
+}
+
+# A kubeconfig file for a ServiceAccount: a token from the TokenRequest API
+# (kubectl 1.20 has no "create token": the admin POSTs the subresource),
+# valid a day, far longer than a test.
+sub service_account_kubeconfig {
+    my ($self, $ns, $sa) = @_;
+    my $req = "$self->{dir}/tokenrequest.json";
+    open my $fh, '>', $req or die "$req: $!";
+    print $fh JSON::PP::encode_json({
+        apiVersion => 'authentication.k8s.io/v1', kind => 'TokenRequest',
+        spec => { expirationSeconds => 86400 } });
+    close $fh;
+    my $out = $self->kubectl('create', '--raw',
+        "/api/v1/namespaces/$ns/serviceaccounts/$sa/token", '-f', $req);
+    my $token = $? == 0 && eval { JSON::PP::decode_json($out)->{status}{token} };
+    die "TokenRequest for $ns/$sa failed: $out" unless $token;
+
+    my $kc = "$self->{dir}/$ns-$sa.kubeconfig";
+    open $fh, '>', $kc or die "$kc: $!";
+    print $fh <<"KCFG";
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubenova-test
+  cluster:
+    server: $self->{server}
+    certificate-authority: $self->{ca}
+users:
+- name: $sa
+  user:
+    token: $token
+contexts:
+- name: $sa
+  context: {cluster: kubenova-test, user: $sa, namespace: $ns}
+current-context: $sa
+KCFG
+    close $fh;
+    chmod 0600, $kc;
+    return $kc;
 }
 
 sub kubectl_json {
