@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kn_capsule.h"
 #include "kn_tenant.h"
 
 
@@ -21,7 +22,6 @@
 #define KN_TENANT_RETRY_MS      2000
 #define KN_TENANT_CRD_WAIT_MS   30000
 #define KN_TENANT_GEN_ANNOT     "kubenova.io/generation"
-#define KN_TENANT_LABEL         "kubenova.io/tenant"
 #define KN_TENANT_TIER          "kubenova.io/tier"
 
 
@@ -75,6 +75,7 @@ struct kn_tenant_s {
     const kn_log_t      *log;
     kn_kube_t           *kube;
     kn_applier_t        *applier;
+    kn_capsule_t        *capsule;
     kn_tenant_rec_t     *recs;
     uint64_t             delete_timeout_ms;
 
@@ -114,6 +115,7 @@ static void kn_tenant_poll(kn_timer_t *timer);
 static void kn_tenant_rec_free(kn_tenant_rec_t *rec);
 static void kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns,
     json_t *spec);
+static void kn_tenant_capsule(kn_tenant_rec_t *rec, json_t *spec);
 static json_t *kn_tenant_meta(kn_tenant_rec_t *rec, const char *name,
     const char *ns);
 static int kn_tenant_qty(json_t *v, char *buf, size_t size);
@@ -154,7 +156,13 @@ kn_tenant_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
     b.delete_ = kn_tenant_delete;
     b.data = t;
 
+    if (kn_capsule_create(loop, log, kube, &t->capsule) != KN_OK) {
+        free(t);
+        return KN_ERROR;
+    }
+
     if (kn_applier_set_backend(applier, KN_TENANT_KIND, &b) != KN_OK) {
+        kn_capsule_destroy(t->capsule);
         free(t);
         return KN_ERROR;
     }
@@ -174,6 +182,7 @@ kn_tenant_destroy(kn_tenant_t *t)
     }
 
     kn_timer_cancel(t->loop, &t->start_timer);
+    kn_capsule_destroy(t->capsule);         /* before its callers go */
 
     for (rec = t->recs; rec; rec = next) {
         next = rec->next;
@@ -345,11 +354,7 @@ kn_tenant_next(kn_tenant_rec_t *rec)
         ref.api_version = "v1";
         ref.resource = "namespaces";
 
-        owner = json_pack("[{s:s, s:s, s:s, s:s, s:b, s:b}]",
-                          "apiVersion", KN_TENANT_API_VERSION,
-                          "kind", "NovaTenant", "name", rec->name,
-                          "uid", rec->uid, "controller", 1,
-                          "blockOwnerDeletion", 1);
+        owner = kn_tenant_owner_references(rec->name, rec->uid);
 
         for (i = 0; i < 2; i++) {
             labels = json_pack("{s:s, s:s, s:s}", KN_TENANT_LABEL, rec->name,
@@ -371,6 +376,7 @@ kn_tenant_next(kn_tenant_rec_t *rec)
         for (i = 0; i < 2; i++) {
             kn_tenant_objects(rec, ns[i], spec);
         }
+        kn_tenant_capsule(rec, spec);
         break;
 
     case KN_TENANT_S_STATUS:
@@ -657,19 +663,10 @@ kn_tenant_rec_free(kn_tenant_rec_t *rec)
 static void
 kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns, json_t *spec)
 {
-    char            v[64], owner_ns[KN_TENANT_NS_MAX],
-                    apps_ns[KN_TENANT_NS_MAX];
-    json_t         *obj, *hard, *quota, *tenant_ns;
+    char            owner_ns[KN_TENANT_NS_MAX], apps_ns[KN_TENANT_NS_MAX];
+    json_t         *obj;
     kn_kube_ref_t   ref;
     size_t          i;
-    json_int_t      gpus;
-    static const struct { const char *key; const char *names[2]; }  q[] = {
-        { "cpu", { "requests.cpu", "limits.cpu" } },
-        { "memory", { "requests.memory", "limits.memory" } },
-        { "storage", { "requests.storage", NULL } },
-        { "load_balancers", { "services.loadbalancers", NULL } },
-        { "pods", { "pods", NULL } }
-    };
     static const struct { const char *name; const char *role;
                           const char *sa; }  rb[] = {
         { "kubenova-owner", "admin", "owner" },
@@ -681,79 +678,31 @@ kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns, json_t *spec)
 
     memset(&ref, 0, sizeof(ref));
 
-    /* ResourceQuota */
-
-    quota = json_object_get(spec, "quota");
-    hard = json_object();
-
-    for (i = 0; i < KN_NELEMS(q); i++) {
-        if (!kn_tenant_qty(json_object_get(quota, q[i].key), v, sizeof(v))) {
-            continue;
-        }
-        json_object_set_new(hard, q[i].names[0], json_string(v));
-        if (q[i].names[1]) {
-            json_object_set_new(hard, q[i].names[1], json_string(v));
-        }
-    }
-
-    if (json_is_true(json_object_get(spec, "suspended"))) {
-        json_object_set_new(hard, "pods", json_string("0"));
-    }
-
-    gpus = 0;
-    if (kn_tenant_qty(json_object_get(quota, "gpus"), v, sizeof(v))) {
-        gpus = strtoll(v, NULL, 10);
-        if (gpus > 0 || strspn(v, "0") != strlen(v)) {
-            json_object_set_new(hard, "requests.nvidia.com/gpu",
-                                json_string(v));
-        }
-    }
-
     ref.api_version = "v1";
     ref.resource = "resourcequotas";
     obj = json_pack("{s:s, s:s, s:o, s:{s:o}}", "apiVersion", "v1",
                     "kind", "ResourceQuota",
                     "metadata", kn_tenant_meta(rec, "kubenova-quota", ns),
-                    "spec", "hard", hard);
+                    "spec", "hard", kn_tenant_quota_hard(spec));
     kn_tenant_submit(rec, &ref, obj, "ResourceQuota");
     json_decref(obj);
 
-    /* LimitRange */
-
     ref.resource = "limitranges";
-    obj = json_pack("{s:s, s:s, s:o, s:{s:[{s:s, s:{s:s, s:s}, "
-                    "s:{s:s, s:s}}]}}", "apiVersion", "v1",
+    obj = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1",
                     "kind", "LimitRange",
                     "metadata", kn_tenant_meta(rec, "kubenova-defaults", ns),
-                    "spec", "limits", "type", "Container",
-                    "default", "cpu", "500m", "memory", "512Mi",
-                    "defaultRequest", "cpu", "100m", "memory", "128Mi");
+                    "spec", kn_tenant_limit_range_spec());
     kn_tenant_submit(rec, &ref, obj, "LimitRange");
     json_decref(obj);
 
-    /* NetworkPolicy: default deny, the tenant's namespaces and DNS */
-
-    tenant_ns = json_pack("{s:{s:{s:s}}}", "namespaceSelector",
-                          "matchLabels", KN_TENANT_LABEL, rec->name);
-
     ref.api_version = "networking.k8s.io/v1";
     ref.resource = "networkpolicies";
-    obj = json_pack("{s:s, s:s, s:o, s:{s:{}, s:[s,s], s:[{s:[O]}], "
-                    "s:[{s:[O]}, {s:[{s:{s:{s:s}}}], s:[{s:s, s:i}, "
-                    "{s:s, s:i}]}]}}",
+    obj = json_pack("{s:s, s:s, s:o, s:o}",
                     "apiVersion", "networking.k8s.io/v1",
                     "kind", "NetworkPolicy",
                     "metadata", kn_tenant_meta(rec, "kubenova-default-deny",
                                                ns),
-                    "spec", "podSelector",
-                    "policyTypes", "Ingress", "Egress",
-                    "ingress", "from", tenant_ns,
-                    "egress", "to", tenant_ns,
-                    "to", "namespaceSelector", "matchLabels",
-                    "kubernetes.io/metadata.name", "kube-system",
-                    "ports", "protocol", "UDP", "port", 53,
-                    "protocol", "TCP", "port", 53);
-    json_decref(tenant_ns);
+                    "spec", kn_tenant_network_policy_spec(rec->name));
     kn_tenant_submit(rec, &ref, obj, "NetworkPolicy");
     json_decref(obj);
 
@@ -785,6 +734,131 @@ kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns, json_t *spec)
         kn_tenant_submit(rec, &ref, obj, "RoleBinding");
         json_decref(obj);
     }
+}
+
+
+/* the Capsule Tenant and its namespaces, when Capsule is installed */
+
+static void
+kn_tenant_capsule(kn_tenant_rec_t *rec, json_t *spec)
+{
+    kn_rc  rc;
+
+    rc = kn_capsule_apply(rec->tenant->capsule, rec->name, rec->uid, spec,
+                          kn_tenant_step_done, rec);
+
+    if (rc == KN_OK) {
+        rec->pending++;
+
+    } else if (rc != KN_DECLINED && rec->error[0] == '\0') {
+        snprintf(rec->error, sizeof(rec->error), "cannot submit the Capsule "
+                 "Tenant of tenant \"%s\"%s", rec->name,
+                 rc == KN_AGAIN ? ": too many Kubernetes requests" : "");
+    }
+}
+
+
+/* -- what isolates a tenant (also its Capsule Tenant's spec) ------------ */
+
+
+/* ResourceQuota spec.hard: the plan and overrides the Manager sent */
+
+json_t *
+kn_tenant_quota_hard(json_t *spec)
+{
+    char         v[64];
+    json_t      *hard, *quota;
+    size_t       i;
+    json_int_t   gpus;
+    static const struct { const char *key; const char *names[2]; }  q[] = {
+        { "cpu", { "requests.cpu", "limits.cpu" } },
+        { "memory", { "requests.memory", "limits.memory" } },
+        { "storage", { "requests.storage", NULL } },
+        { "load_balancers", { "services.loadbalancers", NULL } },
+        { "pods", { "pods", NULL } }
+    };
+
+    quota = json_object_get(spec, "quota");
+    hard = json_object();
+    if (hard == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < KN_NELEMS(q); i++) {
+        if (!kn_tenant_qty(json_object_get(quota, q[i].key), v, sizeof(v))) {
+            continue;
+        }
+        json_object_set_new(hard, q[i].names[0], json_string(v));
+        if (q[i].names[1]) {
+            json_object_set_new(hard, q[i].names[1], json_string(v));
+        }
+    }
+
+    if (json_is_true(json_object_get(spec, "suspended"))) {
+        json_object_set_new(hard, "pods", json_string("0"));
+    }
+
+    gpus = 0;
+    if (kn_tenant_qty(json_object_get(quota, "gpus"), v, sizeof(v))) {
+        gpus = strtoll(v, NULL, 10);
+        if (gpus > 0 || strspn(v, "0") != strlen(v)) {
+            json_object_set_new(hard, "requests.nvidia.com/gpu",
+                                json_string(v));
+        }
+    }
+
+    return hard;
+}
+
+
+/* LimitRange spec: container defaults */
+
+json_t *
+kn_tenant_limit_range_spec(void)
+{
+    return json_pack("{s:[{s:s, s:{s:s, s:s}, s:{s:s, s:s}}]}",
+                     "limits", "type", "Container",
+                     "default", "cpu", "500m", "memory", "512Mi",
+                     "defaultRequest", "cpu", "100m", "memory", "128Mi");
+}
+
+
+/* NetworkPolicy spec: default deny, the tenant's namespaces and DNS */
+
+json_t *
+kn_tenant_network_policy_spec(const char *tenant)
+{
+    json_t  *tenant_ns, *np;
+
+    tenant_ns = json_pack("{s:{s:{s:s}}}", "namespaceSelector",
+                          "matchLabels", KN_TENANT_LABEL, tenant);
+
+    np = json_pack("{s:{}, s:[s,s], s:[{s:[O]}], "
+                   "s:[{s:[O]}, {s:[{s:{s:{s:s}}}], s:[{s:s, s:i}, "
+                   "{s:s, s:i}]}]}",
+                   "podSelector",
+                   "policyTypes", "Ingress", "Egress",
+                   "ingress", "from", tenant_ns,
+                   "egress", "to", tenant_ns,
+                   "to", "namespaceSelector", "matchLabels",
+                   "kubernetes.io/metadata.name", "kube-system",
+                   "ports", "protocol", "UDP", "port", 53,
+                   "protocol", "TCP", "port", 53);
+    json_decref(tenant_ns);
+
+    return np;
+}
+
+
+/* ownerReferences: the NovaTenant, controller (garbage collection) */
+
+json_t *
+kn_tenant_owner_references(const char *tenant, const char *uid)
+{
+    return json_pack("[{s:s, s:s, s:s, s:s, s:b, s:b}]",
+                     "apiVersion", KN_TENANT_API_VERSION,
+                     "kind", "NovaTenant", "name", tenant, "uid", uid,
+                     "controller", 1, "blockOwnerDeletion", 1);
 }
 
 
@@ -831,6 +905,13 @@ kn_tenant_start(kn_tenant_t *t, kn_tenant_ready_pt ready, void *data)
 {
     t->ready = ready;
     t->ready_data = data;
+
+    /* not a reason to wait: Capsule, found later, is caught up then */
+    if (kn_capsule_start(t->capsule) != KN_OK) {
+        kn_log(t->log, KN_LOG_WARN, "tenants: cannot watch for Capsule; "
+               "tenants get no Capsule Tenant");
+    }
+
     kn_tenant_start_run(t);
     return KN_OK;
 }

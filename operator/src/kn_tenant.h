@@ -11,7 +11,8 @@
  *   3. in both: ResourceQuota kubenova-quota, LimitRange kubenova-defaults,
  *      NetworkPolicy kubenova-default-deny, ServiceAccounts owner and
  *      readonly, RoleBindings kubenova-owner (admin) and kubenova-readonly
- *      (view);
+ *      (view); and, when Capsule is installed, the Capsule Tenant <t> with
+ *      the same limits, which both namespaces join (kn_capsule.h);
  *   4. the NovaTenant's status (Ready, observedGeneration and the Manager
  *      generation applied).
  *
@@ -39,6 +40,7 @@
 
 #define KN_TENANT_GROUP        "kubenova.io"
 #define KN_TENANT_API_VERSION  "kubenova.io/v1alpha1"
+#define KN_TENANT_LABEL        "kubenova.io/tenant"
 
 
 typedef struct kn_tenant_s  kn_tenant_t;
@@ -59,6 +61,18 @@ kn_rc kn_tenant_start(kn_tenant_t *tenant, kn_tenant_ready_pt ready,
 
 /* ms a deletion waits for the namespaces to go; default 120000 */
 void kn_tenant_set_delete_timeout(kn_tenant_t *tenant, uint64_t ms);
+
+
+/*
+ * What isolates a tenant, built in one place for its native objects and
+ * its Capsule Tenant: new references (NULL when out of memory).  spec is
+ * the tenant's spec from the Manager.
+ */
+json_t *kn_tenant_quota_hard(json_t *spec);     /* ResourceQuota spec.hard */
+json_t *kn_tenant_limit_range_spec(void);       /* LimitRange spec */
+json_t *kn_tenant_network_policy_spec(const char *tenant);
+/* [the NovaTenant as controller], for what it garbage-collects */
+json_t *kn_tenant_owner_references(const char *tenant, const char *uid);
 
 
 #endif /* KN_TENANT_H */
