@@ -13,6 +13,7 @@
 
 #include "kn_applier.h"
 #include "kn_config.h"
+#include "kn_drift.h"
 #include "kn_grpc.h"
 #include "kn_kube.h"
 #include "kn_kubeconfig.h"
@@ -35,6 +36,7 @@ typedef struct {
     kn_applier_t  *applier;
     kn_kube_t     *kube;            /* NULL: no Kubernetes configured */
     kn_tenant_t   *tenant;
+    kn_drift_t    *drift;           /* watches what the tenants own */
     kn_grpc_t     *grpc;
     unsigned       stopping:1;
 } kn_ctx_t;
@@ -104,6 +106,7 @@ main(int argc, char **argv)
     status = kn_main_run(&ctx);
 
     kn_grpc_destroy(ctx.grpc);
+    kn_drift_destroy(ctx.drift);
     kn_tenant_destroy(ctx.tenant);
     kn_kube_destroy(ctx.kube);
     kn_applier_destroy(ctx.applier);
@@ -249,6 +252,12 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
+    rc = kn_drift_create(ctx->loop, &ctx->log, ctx->kube, ctx->tenant,
+                         &ctx->drift);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
     return kn_tenant_start(ctx->tenant, kn_main_kube_ready, ctx);
 }
 
@@ -264,6 +273,13 @@ kn_main_kube_ready(void *data, const char *version)
 
     if (ctx->stopping) {
         return;
+    }
+
+    /* the reconciler knows what it applied: drift can be told apart */
+    if (kn_drift_start(ctx->drift) != KN_OK) {
+        kn_log(&ctx->log, KN_LOG_WARN, "drift correction is off: what "
+               "the tenants own is only reconciled when the Manager sends "
+               "it");
     }
 
     (void) kn_grpc_start(ctx->grpc);

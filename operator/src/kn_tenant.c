@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "kn_capsule.h"
+#include "kn_suspend.h"
 #include "kn_tenant.h"
 
 
@@ -32,6 +33,12 @@ struct kn_tenant_op_s {
     kn_tenant_op_t   *next;
     int64_t           generation;
     json_t           *spec;             /* NULL: a deletion */
+
+    /* a resync (kn_tenant_resync): spec and generation are the last
+       applied, taken when it starts; no ack */
+    kn_tenant_resync_pt  resynced;
+    void                *resync_data;
+    unsigned             resync:1;
 };
 
 
@@ -39,6 +46,7 @@ typedef enum {
     KN_TENANT_S_TENANT = 0,             /* apply the NovaTenant */
     KN_TENANT_S_NAMESPACES,
     KN_TENANT_S_OBJECTS,
+    KN_TENANT_S_WORKLOADS,              /* suspend or resume (kn_suspend) */
     KN_TENANT_S_STATUS,
     KN_TENANT_S_DELETE,                 /* delete the NovaTenant */
     KN_TENANT_S_WAIT                    /* poll the namespaces */
@@ -56,6 +64,7 @@ struct kn_tenant_rec_s {
     int64_t           kgen;             /* the NovaTenant's generation */
     uint64_t          deadline;
     kn_timer_t        timer;
+    kn_suspend_t     *suspend;          /* S_WORKLOADS in progress */
     char              uid[64];
     char              error[KN_TENANT_ERROR_MAX];
     char              name[KN_APPLIER_NAME_MAX];
@@ -78,6 +87,10 @@ struct kn_tenant_s {
     kn_capsule_t        *capsule;
     kn_tenant_rec_t     *recs;
     uint64_t             delete_timeout_ms;
+    json_t              *applied;       /* name -> {"generation", "spec"}:
+                                           the last applied completely */
+    kn_tenant_observe_pt  observe;
+    void                 *observe_data;
 
     /* kn_tenant_start() */
     kn_tenant_ready_pt   ready;
@@ -105,6 +118,13 @@ static kn_rc kn_tenant_delete(void *data, const char *name,
     int64_t generation);
 static kn_rc kn_tenant_enqueue(kn_tenant_t *t, const char *name,
     int64_t generation, json_t *spec);
+static kn_tenant_rec_t *kn_tenant_find(kn_tenant_t *t, const char *name);
+static kn_rc kn_tenant_push(kn_tenant_t *t, const char *name,
+    kn_tenant_op_t *op);
+static void kn_tenant_remember(kn_tenant_t *t, const char *name,
+    int64_t generation, json_t *spec);
+static void kn_tenant_workloads_done(const kn_kube_result_t *res,
+    void *data);
 static void kn_tenant_run(kn_tenant_rec_t *rec);
 static void kn_tenant_submit(kn_tenant_rec_t *rec, const kn_kube_ref_t *ref,
     json_t *obj, const char *what);
@@ -152,17 +172,26 @@ kn_tenant_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
     t->delete_timeout_ms = 120000;
     kn_timer_init(&t->start_timer, kn_tenant_start_timer, t);
 
+    t->applied = json_object();
+    if (t->applied == NULL) {
+        free(t);
+        kn_log(log, KN_LOG_ERROR, "tenants: out of memory");
+        return KN_ERROR;
+    }
+
     b.apply = kn_tenant_apply;
     b.delete_ = kn_tenant_delete;
     b.data = t;
 
     if (kn_capsule_create(loop, log, kube, &t->capsule) != KN_OK) {
+        json_decref(t->applied);
         free(t);
         return KN_ERROR;
     }
 
     if (kn_applier_set_backend(applier, KN_TENANT_KIND, &b) != KN_OK) {
         kn_capsule_destroy(t->capsule);
+        json_decref(t->applied);
         free(t);
         return KN_ERROR;
     }
@@ -189,6 +218,7 @@ kn_tenant_destroy(kn_tenant_t *t)
         kn_tenant_rec_free(rec);
     }
 
+    json_decref(t->applied);
     free(t);
 }
 
@@ -197,6 +227,125 @@ void
 kn_tenant_set_delete_timeout(kn_tenant_t *t, uint64_t ms)
 {
     t->delete_timeout_ms = ms;
+}
+
+
+/* -- resyncs (drift correction) ------------------------------------------ */
+
+
+void
+kn_tenant_set_observer(kn_tenant_t *t, kn_tenant_observe_pt observe,
+    void *data)
+{
+    t->observe = observe;
+    t->observe_data = data;
+}
+
+
+int
+kn_tenant_of_namespace(const char *ns, char *buf, size_t size)
+{
+    size_t       len, i;
+    static const char  *suffix[] = { "-owner", "-apps" };
+
+    len = strlen(ns);
+
+    for (i = 0; i < KN_NELEMS(suffix); i++) {
+        size_t  n = strlen(suffix[i]);
+
+        if (len > n && len - n < size
+            && strcmp(ns + len - n, suffix[i]) == 0)
+        {
+            memcpy(buf, ns, len - n);
+            buf[len - n] = '\0';
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
+int
+kn_tenant_suspended(kn_tenant_t *t, const char *name)
+{
+    json_t           *spec;
+    kn_tenant_op_t   *op, *newest;
+    kn_tenant_rec_t  *rec;
+
+    newest = NULL;
+    rec = kn_tenant_find(t, name);
+
+    for (op = rec ? rec->ops : NULL; op; op = op->next) {
+        if (!op->resync) {
+            newest = op;
+        }
+    }
+
+    if (newest != NULL) {
+        spec = newest->spec;
+
+        if (spec == NULL) {
+            return -1;                  /* being deleted */
+        }
+
+    } else {
+        spec = json_object_get(json_object_get(t->applied, name), "spec");
+
+        if (spec == NULL) {
+            return -1;
+        }
+    }
+
+    return json_is_true(json_object_get(spec, "suspended"));
+}
+
+
+kn_rc
+kn_tenant_resync(kn_tenant_t *t, const char *name, kn_tenant_resync_pt done,
+    void *data)
+{
+    kn_tenant_op_t  *op;
+
+    if (json_object_get(t->applied, name) == NULL) {
+        return KN_DECLINED;
+    }
+
+    op = calloc(1, sizeof(kn_tenant_op_t));
+    if (op == NULL) {
+        kn_log(t->log, KN_LOG_ERROR, "tenants: out of memory");
+        return KN_ERROR;
+    }
+
+    op->resync = 1;
+    op->resynced = done;
+    op->resync_data = data;
+
+    return kn_tenant_push(t, name, op);
+}
+
+
+/* the last spec applied completely (NULL: deleted), for resyncs */
+
+static void
+kn_tenant_remember(kn_tenant_t *t, const char *name, int64_t generation,
+    json_t *spec)
+{
+    json_t  *last;
+
+    if (spec == NULL) {
+        json_object_del(t->applied, name);
+        return;
+    }
+
+    last = json_pack("{s:I, s:O}", "generation", (json_int_t) generation,
+                     "spec", spec);
+
+    if (last == NULL || json_object_set_new(t->applied, name, last) != 0) {
+        /* a resync would apply an older spec: better none */
+        json_object_del(t->applied, name);
+        kn_log(t->log, KN_LOG_ERROR, "tenants: out of memory");
+    }
 }
 
 
@@ -225,16 +374,12 @@ kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
     kn_tenant_op_t   *op, *o;
     kn_tenant_rec_t  *rec;
 
-    for (rec = t->recs; rec; rec = rec->next) {
-        if (strcmp(rec->name, name) == 0) {
-            break;
-        }
-    }
+    rec = kn_tenant_find(t, name);
 
     if (rec != NULL) {
         /* the same work queued already (a resend after a reconnect) */
         for (o = rec->ops; o; o = o->next) {
-            if (o->next == NULL && o->generation == generation
+            if (o->next == NULL && !o->resync && o->generation == generation
                 && (o->spec == NULL) == (spec == NULL))
             {
                 kn_log(t->log, KN_LOG_DEBUG, "tenants: \"%s\" at generation "
@@ -253,6 +398,34 @@ kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
 
     op->generation = generation;
     op->spec = spec ? json_incref(spec) : NULL;
+
+    return kn_tenant_push(t, name, op);
+}
+
+
+static kn_tenant_rec_t *
+kn_tenant_find(kn_tenant_t *t, const char *name)
+{
+    kn_tenant_rec_t  *rec;
+
+    for (rec = t->recs; rec; rec = rec->next) {
+        if (strcmp(rec->name, name) == 0) {
+            return rec;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* op to the tenant's queue (a new record if it has none); runs it if first */
+
+static kn_rc
+kn_tenant_push(kn_tenant_t *t, const char *name, kn_tenant_op_t *op)
+{
+    kn_tenant_rec_t  *rec;
+
+    rec = kn_tenant_find(t, name);
 
     if (rec == NULL) {
         rec = calloc(1, sizeof(kn_tenant_rec_t));
@@ -288,15 +461,33 @@ kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
 static void
 kn_tenant_run(kn_tenant_rec_t *rec)
 {
+    json_t          *last;
     kn_tenant_op_t  *op = rec->ops;
 
     rec->error[0] = '\0';
     rec->uid[0] = '\0';
     rec->kgen = 0;
 
+    if (op->resync) {
+        /* what was applied last, now (the work queued before may change
+           it) */
+        last = json_object_get(rec->tenant->applied, rec->name);
+
+        if (last == NULL) {
+            kn_log(rec->tenant->log, KN_LOG_INFO, "tenants: \"%s\" is not "
+                   "applied any more: nothing to resync", rec->name);
+            kn_tenant_finish(rec, 1);
+            return;
+        }
+
+        op->generation = json_integer_value(json_object_get(last,
+                                                            "generation"));
+        op->spec = json_incref(json_object_get(last, "spec"));
+    }
+
     kn_log(rec->tenant->log, KN_LOG_INFO, "tenants: %s \"%s\" at generation "
-           "%" PRId64, op->spec ? "applying" : "deleting", rec->name,
-           op->generation);
+           "%" PRId64, op->resync ? "resyncing" : op->spec ? "applying"
+           : "deleting", rec->name, op->generation);
 
     rec->step = op->spec ? KN_TENANT_S_TENANT : KN_TENANT_S_DELETE;
     kn_tenant_next(rec);
@@ -310,7 +501,7 @@ kn_tenant_next(kn_tenant_rec_t *rec)
 {
     char             buf[64], ns[2][KN_TENANT_NS_MAX];
     json_t          *obj, *spec, *labels, *owner, *status;
-    const char      *plan;
+    const char      *plan, *nss[2];
     kn_tenant_t     *t = rec->tenant;
     kn_kube_ref_t    ref;
     kn_tenant_op_t  *op = rec->ops;
@@ -377,6 +568,23 @@ kn_tenant_next(kn_tenant_rec_t *rec)
             kn_tenant_objects(rec, ns[i], spec);
         }
         kn_tenant_capsule(rec, spec);
+        break;
+
+    case KN_TENANT_S_WORKLOADS:
+        nss[0] = ns[0];
+        nss[1] = ns[1];
+
+        if (kn_suspend_start(t->kube, t->log, nss, 2,
+                             json_is_true(json_object_get(spec, "suspended")),
+                             kn_tenant_workloads_done, rec, &rec->suspend)
+            == KN_OK)
+        {
+            rec->pending++;
+
+        } else {
+            snprintf(rec->error, sizeof(rec->error), "cannot submit the "
+                     "workloads of tenant \"%s\"", rec->name);
+        }
         break;
 
     case KN_TENANT_S_STATUS:
@@ -504,6 +712,15 @@ kn_tenant_step_done(const kn_kube_result_t *res, void *data)
             }
             goto check;
 
+        case KN_TENANT_S_NAMESPACES:
+        case KN_TENANT_S_OBJECTS:
+            if (res->error == NULL && t->observe != NULL
+                && json_is_object(res->body))
+            {
+                t->observe(t->observe_data, res->body);
+            }
+            goto check;
+
         case KN_TENANT_S_TENANT:
             if (res->error == NULL) {
                 meta = json_object_get(res->body, "metadata");
@@ -543,6 +760,16 @@ kn_tenant_step_done(const kn_kube_result_t *res, void *data)
     case KN_TENANT_S_TENANT:
     case KN_TENANT_S_NAMESPACES:
     case KN_TENANT_S_OBJECTS:
+        rec->step++;
+        kn_tenant_next(rec);
+        return;
+
+    case KN_TENANT_S_WORKLOADS:
+        if (rec->ops->resync) {
+            /* the status says what the Manager's apply did: unchanged */
+            kn_tenant_finish(rec, 1);
+            return;
+        }
         rec->step++;
         kn_tenant_next(rec);
         return;
@@ -590,28 +817,49 @@ kn_tenant_poll(kn_timer_t *timer)
 }
 
 
+static void
+kn_tenant_workloads_done(const kn_kube_result_t *res, void *data)
+{
+    kn_tenant_rec_t  *rec = data;
+
+    rec->suspend = NULL;                /* freed by kn_suspend */
+    kn_tenant_step_done(res, rec);
+}
+
+
 /* the head operation ended: report it, start the next or drop the record */
 
 static void
 kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
 {
-    kn_tenant_t      *t = rec->tenant;
-    kn_tenant_op_t   *op = rec->ops;
-    kn_tenant_rec_t **p;
-    int               deleted;
-    int64_t           generation;
+    kn_tenant_t          *t = rec->tenant;
+    kn_tenant_op_t       *op = rec->ops;
+    kn_tenant_rec_t     **p;
+    kn_tenant_resync_pt   resynced;
+    void                 *resync_data;
+    int                   deleted, resync;
+    int64_t               generation;
+    char                  name[KN_APPLIER_NAME_MAX];
 
     deleted = (op->spec == NULL);
+    resync = op->resync;
     generation = op->generation;
+    resynced = op->resynced;
+    resync_data = op->resync_data;
 
     if (ok) {
         kn_log(t->log, KN_LOG_INFO, "tenants: %s \"%s\" at generation "
-               "%" PRId64, deleted ? "deleted" : "applied", rec->name,
-               generation);
+               "%" PRId64, resync ? "resynced" : deleted ? "deleted"
+               : "applied", rec->name, generation);
     } else {
         kn_log(t->log, KN_LOG_WARN, "tenants: cannot %s \"%s\" at "
-               "generation %" PRId64 ": %s", deleted ? "delete" : "apply",
-               rec->name, generation, rec->error);
+               "generation %" PRId64 ": %s", resync ? "resync"
+               : deleted ? "delete" : "apply", rec->name, generation,
+               rec->error);
+    }
+
+    if (ok && !resync) {
+        kn_tenant_remember(t, rec->name, generation, op->spec);
     }
 
     rec->ops = op->next;
@@ -621,22 +869,31 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
     json_decref(op->spec);
     free(op);
 
-    kn_applier_finished(t->applier, KN_TENANT_KIND, rec->name, generation,
-                        deleted, ok, ok ? NULL : rec->error);
+    if (!resync) {
+        kn_applier_finished(t->applier, KN_TENANT_KIND, rec->name,
+                            generation, deleted, ok, ok ? NULL : rec->error);
+    }
+
+    strcpy(name, rec->name);
 
     if (rec->ops != NULL) {
         kn_tenant_run(rec);
-        return;
-    }
 
-    for (p = &t->recs; *p; p = &(*p)->next) {
-        if (*p == rec) {
-            *p = rec->next;
-            break;
+    } else {
+        for (p = &t->recs; *p; p = &(*p)->next) {
+            if (*p == rec) {
+                *p = rec->next;
+                break;
+            }
         }
+
+        kn_tenant_rec_free(rec);
     }
 
-    kn_tenant_rec_free(rec);
+    /* last: the records are consistent if it queues more work */
+    if (resync) {
+        resynced(resync_data, name, ok);
+    }
 }
 
 
@@ -646,6 +903,7 @@ kn_tenant_rec_free(kn_tenant_rec_t *rec)
     kn_tenant_op_t  *op, *next;
 
     kn_timer_cancel(rec->tenant->loop, &rec->timer);
+    kn_suspend_cancel(rec->suspend);
 
     for (op = rec->ops; op; op = next) {
         next = op->next;
@@ -1184,6 +1442,7 @@ kn_tenant_list_done(const kn_kube_result_t *res, void *data)
         if (kn_applier_record(t->applier, KN_TENANT_KIND, name, gen)
             == KN_OK)
         {
+            kn_tenant_remember(t, name, gen, json_object_get(item, "spec"));
             kn_log(t->log, KN_LOG_INFO, "tenants: the cluster holds "
                    "NovaTenant \"%s\" at generation %" PRId64 " already",
                    name, gen);

@@ -13,7 +13,10 @@
  *      readonly, RoleBindings kubenova-owner (admin) and kubenova-readonly
  *      (view); and, when Capsule is installed, the Capsule Tenant <t> with
  *      the same limits, which both namespaces join (kn_capsule.h);
- *   4. the NovaTenant's status (Ready, observedGeneration and the Manager
+ *   4. the Deployments and StatefulSets of both namespaces scaled to zero
+ *      when the tenant is suspended, their replica counts restored when it
+ *      is not (kn_suspend.c);
+ *   5. the NovaTenant's status (Ready, observedGeneration and the Manager
  *      generation applied).
  *
  * A deletion deletes the NovaTenant (background propagation) and waits,
@@ -25,6 +28,12 @@
  * for until Established), the Kubernetes version (GET /version), and the
  * applied list rebuilt from the NovaTenants the cluster holds, so that a
  * restarted Operator's hello does not ask for its tenants again.
+ *
+ * The reconciler keeps the last spec it applied completely for each tenant
+ * (bounded by the number of tenants; at start, the spec of every NovaTenant
+ * found applied).  kn_tenant_resync() queues that spec again, behind the
+ * tenant's other work, through steps 1 to 4 without acking anything: drift
+ * correction (kn_drift.c) uses it when something the Operator owns changed.
  */
 
 #ifndef KN_TENANT_H
@@ -40,7 +49,7 @@
 
 #define KN_TENANT_GROUP        "kubenova.io"
 #define KN_TENANT_API_VERSION  "kubenova.io/v1alpha1"
-#define KN_TENANT_LABEL        "kubenova.io/tenant"
+#define KN_TENANT_LABEL        "kubenova.io/tenant"  /* on all it owns */
 
 
 typedef struct kn_tenant_s  kn_tenant_t;
@@ -61,6 +70,40 @@ kn_rc kn_tenant_start(kn_tenant_t *tenant, kn_tenant_ready_pt ready,
 
 /* ms a deletion waits for the namespaces to go; default 120000 */
 void kn_tenant_set_delete_timeout(kn_tenant_t *tenant, uint64_t ms);
+
+/*
+ * The tenant a namespace belongs to by its name ("<t>-owner", "<t>-apps"),
+ * into buf: 0, or -1 when the name is not of that form or too long.
+ */
+int kn_tenant_of_namespace(const char *ns, char *buf, size_t size);
+
+/*
+ * Whether a tenant is suspended in the newest spec known (queued or
+ * applied): 1 or 0; -1 when no spec of it is known or it is being deleted.
+ */
+int kn_tenant_suspended(kn_tenant_t *tenant, const char *name);
+
+/*
+ * Called with each object the reconciler applied (namespaces and what is
+ * in them), as the API server answered the apply (borrowed): drift
+ * correction tells the changes the reconciler made from others' by them.
+ */
+typedef void (*kn_tenant_observe_pt)(void *data, json_t *obj);
+
+void kn_tenant_set_observer(kn_tenant_t *tenant, kn_tenant_observe_pt observe,
+    void *data);
+
+/* a resync ended; ok: every object is as the spec says again */
+typedef void (*kn_tenant_resync_pt)(void *data, const char *name, int ok);
+
+/*
+ * Queues a resync of the tenant from the last spec applied completely.
+ * KN_OK: done is called once, when it ends (from the loop, possibly before
+ * this call returns); KN_DECLINED: no spec of it was applied (unknown or
+ * deleted); KN_ERROR: out of memory.
+ */
+kn_rc kn_tenant_resync(kn_tenant_t *tenant, const char *name,
+    kn_tenant_resync_pt done, void *data);
 
 
 /*

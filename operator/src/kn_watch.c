@@ -28,7 +28,6 @@
 
 
 #define KN_WATCH_RV_MAX       128
-#define KN_WATCH_KEY_MAX      (253 + 1 + 253 + 1)
 #define KN_WATCH_ERROR_MAX    512
 #define KN_WATCH_BACKOFF_MIN  1000
 #define KN_WATCH_BACKOFF_MAX  30000
@@ -104,7 +103,6 @@ static void kn_watch_timer_handler(kn_timer_t *timer);
 static void kn_watch_emit(kn_watch_t *w, kn_watch_event_e ev, json_t *obj);
 static void kn_watch_error(kn_watch_t *w, json_t *status, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
-static int kn_watch_key(json_t *obj, char *key, size_t size);
 static void kn_watch_set_rv(kn_watch_t *w, const char *rv);
 static void kn_watch_enter(kn_watch_t *w);
 static int kn_watch_leave(kn_watch_t *w);
@@ -930,7 +928,7 @@ kn_watch_error(kn_watch_t *w, json_t *status, const char *fmt, ...)
 }
 
 
-static int
+int
 kn_watch_key(json_t *obj, char *key, size_t size)
 {
     int          n;

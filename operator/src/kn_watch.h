@@ -72,6 +72,14 @@ kn_rc kn_watch_start(kn_kube_t *kube, const kn_kube_ref_t *ref,
     kn_watch_t **watch);
 void kn_watch_stop(kn_watch_t *watch);
 
+/*
+ * The key the watch knows an object by, "namespace/name" ("/name" when
+ * cluster-scoped), into key (KN_WATCH_KEY_MAX): 0, or -1 without a name.
+ */
+#define KN_WATCH_KEY_MAX  (253 + 1 + 253 + 1)
+
+int kn_watch_key(json_t *obj, char *key, size_t size);
+
 /* the last resourceVersion seen (list, event or bookmark), or "" */
 const char *kn_watch_resource_version(kn_watch_t *watch);
 const char *kn_watch_last_error(kn_watch_t *watch);
