@@ -1,6 +1,6 @@
 # Drift correction (operator/src/kn_drift.c) and suspend/resume of a
 # tenant's workloads (kn_suspend.c) end to end: the real Manager, a real
-# control plane (t/k8s/control-plane.sh) and the Operator with its admin
+# control plane (t/k8s/control-plane.sh) and the Operator with its least-privilege
 # kubeconfig; every change a user would make is made with Debian's kubectl.
 #
 # Drift: the NetworkPolicy deleted, a quota limit raised, a RoleBinding
@@ -78,7 +78,7 @@ my $op = KubeNova::Operator->start(
     manager_url => 'http://127.0.0.1:' . $gw->gw_port,
     cluster => $C, secret => $secret,
     args => ['--heartbeat', '1s', '--reconnect-max', '3s',
-             '--kubeconfig', $k8s->{kubeconfig}]);
+             '--kubeconfig', $k8s->operator_kubeconfig]);
 
 ok wait_until(sub { sync_of("tenants/$T")->{state} eq 'synced' }, 60),
     'the tenant is synced' or diag $op->log_text;
