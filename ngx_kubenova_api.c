@@ -754,7 +754,13 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                        "no such object");
     }
 
-    envelope = json_dumps(json, JSON_COMPACT);
+    /*
+     * 15 significant digits: a decimal the client wrote ("0.4", a price)
+     * reaches the database as written, not as the nearest double's 17
+     * digits ("0.40000000000000002")
+     */
+
+    envelope = json_dumps(json, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(json);
 
     if (envelope == NULL) {
