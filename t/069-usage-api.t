@@ -404,6 +404,18 @@ is psql("SELECT count(*) FROM usage_reports WHERE cluster = 'u69-c1' AND sequenc
 $op->open('s1c', hello => { cluster => 'u69-c1', cluster_secret => $secret{'u69-c1'} });
 ok $op->msg('s1c', 'welcome', 10), 'c1 again';
 
+# every page of one row, across tenants: the same rows as one page
+{
+    my $q = 'usage?from=2024-01-31&to=2024-02-03&granularity=hour';
+    my (@rows, $next, $pages);
+    do {
+        my $r = get(admin => "$q&limit=1" . ($next ? "&continue=$next" : ''));
+        push @rows, @{ lines_of($r) };
+        $next = $r->{json}{continue};
+    } while ($next && ++$pages < 1000);
+    is_deeply \@rows, lines_of(get(admin => $q)), 'pages of one row: every row, once, in order';
+}
+
 # --- plan history through the API -----------------------------------------------
 
 sub plan_ok {

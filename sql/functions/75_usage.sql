@@ -202,10 +202,11 @@ BEGIN
     END;
     RETURN QUERY EXECUTE format($q$
         WITH page_tenants AS (
-            -- every tenant has a row: limit + 1 tenants are enough
+            -- every tenant has a row, but the previous page's last one may
+            -- have none left: limit + 2 tenants are enough
             SELECT DISTINCT u.tenant FROM tenant_usage u
             WHERE %1$s AND %2$s
-            ORDER BY u.tenant LIMIT $8 + 1
+            ORDER BY u.tenant LIMIT $8 + 2
         ),
         pieces AS (
             SELECT u.tenant, u.cluster_id, u.window_start,
@@ -252,9 +253,11 @@ BEGIN
         $q$,
         tenant_cond,
         -- windows that overlap [from, to), or lie in it (a window of no
-        -- length); none is longer than usage_max_window_seconds()
+        -- length), and reach past the previous page's last row; none is
+        -- longer than usage_max_window_seconds()
         format('u.window_start < $4 AND u.window_start >= $3 - interval %L '
-               'AND (u.window_end > $3 OR u.window_start >= $3)',
+               'AND (u.window_end > $3 OR u.window_start >= $3) '
+               'AND ($2 IS NULL OR u.tenant > $2 OR u.window_end > $7)',
                api.usage_max_window_seconds() || ' seconds'))
     USING q.tenant, q.after_tenant, q.from_ts, q.to_ts, q.granularity,
           ('1 ' || q.granularity)::interval, q.after_start, q.page_limit;
