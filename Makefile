@@ -34,6 +34,7 @@ bench:
 	@bench/rest-baseline
 	@bench/rest
 	@bench/streams
+	@bench/usage
 
 clean:
 	rm -rf build t/servroot

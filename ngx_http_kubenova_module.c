@@ -18,6 +18,7 @@
 #include "ngx_kubenova_api.h"
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_crypto.h"
+#include "ngx_kubenova_usage_metrics.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -48,6 +49,11 @@ static ngx_int_t ngx_http_kubenova_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kubenova_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_kubenova_log_handler(ngx_http_request_t *r);
+
+
+static ngx_conf_num_bounds_t  ngx_http_kubenova_usage_series_bounds = {
+    ngx_conf_check_num_bounds, 0, 1000000
+};
 
 
 static ngx_command_t  ngx_http_kubenova_commands[] = {
@@ -102,6 +108,14 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_kubenova_loc_conf_t, api_max_body),
       NULL },
+
+    /* per-tenant usage gauges in /metrics: at most this many series */
+    { ngx_string("kubenova_usage_metrics_series"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, usage_series),
+      &ngx_http_kubenova_usage_series_bounds },
 
     /* liveness: the worker answers */
     { ngx_string("kubenova_healthz"),
@@ -214,7 +228,10 @@ ngx_http_kubenova_create_main_conf(ngx_conf_t *cf)
      *     kmcf->pg = NULL;
      *     kmcf->metrics_zone = NULL;
      *     kmcf->pool = NULL;
+     *     kmcf->usage_zone = NULL;
      */
+
+    kmcf->usage_series = NGX_CONF_UNSET;
 
     return kmcf;
 }
@@ -267,10 +284,26 @@ ngx_http_kubenova_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_handler_pt            *h;
+    ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_kubenova_main_conf_t  *kmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kubenova_module);
+
+    /* the gateway records what Operators report; /metrics shows it */
+
+    ngx_conf_init_value(kmcf->usage_series,
+                        NGX_KUBENOVA_USAGE_SERIES_DEFAULT);
+
+    if (kmcf->gateway_enabled && kmcf->usage_series > 0) {
+        kmcf->usage_zone = ngx_kubenova_usage_metrics_zone_add(cf,
+                               &ngx_http_kubenova_module,
+                               (ngx_uint_t) kmcf->usage_series);
+        if (kmcf->usage_zone == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
@@ -537,6 +570,19 @@ ngx_http_kubenova_metrics(ngx_http_request_t *r)
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
 
     return ngx_kubenova_metrics_get(kmcf->metrics_zone);
+}
+
+
+/* the usage gauges' zone, or NULL (no gateway, or no series) */
+
+ngx_shm_zone_t *
+ngx_http_kubenova_usage_zone(ngx_http_request_t *r)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
+
+    return kmcf->usage_zone;
 }
 
 

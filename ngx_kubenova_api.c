@@ -31,12 +31,16 @@ typedef enum {
 } ngx_kubenova_body_e;
 
 
+#define NGX_KUBENOVA_ROUTE_ANONYMOUS  0x01   /* no token (signup) */
+#define NGX_KUBENOVA_ROUTE_CSV        0x02   /* Accept: text/csv honoured */
+
+
 typedef struct {
     ngx_uint_t               method;
     const char              *path;   /* segments; ":name" captures */
     const char              *op;
     ngx_kubenova_body_e      body;
-    unsigned                 anonymous:1;
+    ngx_uint_t               flags;  /* NGX_KUBENOVA_ROUTE_* */
 } ngx_kubenova_route_t;
 
 
@@ -52,6 +56,7 @@ typedef struct {
     ngx_uint_t                   nparams;
     json_t                      *body;
     const char                  *body_format;
+    unsigned                     csv:1;  /* the answer goes as text/csv */
 } ngx_kubenova_api_ctx_t;
 
 
@@ -85,6 +90,9 @@ static ngx_str_t *ngx_kubenova_api_media_type(ngx_http_request_t *r,
     ngx_str_t *type);
 static ngx_int_t ngx_kubenova_api_kubeconfig(ngx_http_request_t *r,
     const char *body, size_t len);
+static ngx_uint_t ngx_kubenova_api_wants_csv(ngx_http_request_t *r);
+static ngx_int_t ngx_kubenova_api_csv(ngx_http_request_t *r, const char *body,
+    size_t len);
 
 
 #define GET     NGX_HTTP_GET
@@ -92,6 +100,9 @@ static ngx_int_t ngx_kubenova_api_kubeconfig(ngx_http_request_t *r,
 #define PUT     NGX_HTTP_PUT
 #define PATCH   NGX_HTTP_PATCH
 #define DELETE  NGX_HTTP_DELETE
+
+#define ANON    NGX_KUBENOVA_ROUTE_ANONYMOUS
+#define CSV     NGX_KUBENOVA_ROUTE_CSV
 
 #define NONE    NGX_KUBENOVA_BODY_NONE
 #define JSON    NGX_KUBENOVA_BODY_JSON
@@ -142,6 +153,10 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
 
     { GET,    "tenants/:tenant/kubeconfig",     "kubeconfig.get", NONE, 0 },
 
+    { GET,    "tenants/:tenant/usage",          "usage.get",     NONE,  CSV },
+    { GET,    "usage",                          "usage.list",    NONE,  CSV },
+    { GET,    "tenants/:tenant/invoice",        "invoice.get",   NONE,  0 },
+
     { GET,    "tenants/:tenant/apps",           "app.list",      NONE,  0 },
     { POST,   "tenants/:tenant/apps",           "app.create",    DOC,   0 },
     { GET,    "tenants/:tenant/apps/:app",      "app.get",       NONE,  0 },
@@ -149,7 +164,7 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { DELETE, "tenants/:tenant/apps/:app",      "app.delete",    NONE,  0 },
     { POST,   "users/:tenant/apps",             "app.create",    DOC,   0 },
 
-    { POST,   "signup",                         "signup",        JSON,  1 },
+    { POST,   "signup",                         "signup",        JSON,  ANON },
 
     { GET,    "audit",                          "audit.list",    NONE,  0 },
 
@@ -161,6 +176,8 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
 #undef PUT
 #undef PATCH
 #undef DELETE
+#undef ANON
+#undef CSV
 #undef NONE
 #undef JSON
 #undef MERGE
@@ -365,7 +382,7 @@ ngx_kubenova_api_route(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
         goto not_found;
     }
 
-    if (ctx->route->anonymous) {
+    if (ctx->route->flags & NGX_KUBENOVA_ROUTE_ANONYMOUS) {
         if (!ngx_http_kubenova_signup_enabled(r)) {
             goto not_found;
         }
@@ -754,7 +771,13 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                        "no such object");
     }
 
-    envelope = json_dumps(json, JSON_COMPACT);
+    /*
+     * 15 significant digits: a decimal the client wrote ("0.4", a price)
+     * reaches the database as written, not as the nearest double's 17
+     * digits ("0.40000000000000002")
+     */
+
+    envelope = json_dumps(json, JSON_COMPACT|JSON_REAL_PRECISION(15));
     json_decref(json);
 
     if (envelope == NULL) {
@@ -823,10 +846,18 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     if (ngx_kubenova_api_query_arg(r, query, "limit") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "continue") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "cluster") != NGX_OK
-        || ngx_kubenova_api_query_arg(r, query, "role") != NGX_OK)
+        || ngx_kubenova_api_query_arg(r, query, "role") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "from") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "to") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "granularity") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "tenant") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "month") != NGX_OK)
     {
         goto failed;
     }
+
+    ctx->csv = (ctx->route->flags & NGX_KUBENOVA_ROUTE_CSV)
+               && ngx_kubenova_api_wants_csv(r);
 
     json_object_set_new(env, "token_hash",
                         kctx->has_token
@@ -851,6 +882,7 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     json_object_set_new(env, "body_format",
                         ctx->body_format ? json_string(ctx->body_format)
                                          : json_null());
+    json_object_set_new(env, "format", json_string(ctx->csv ? "csv" : "json"));
 
     return env;
 
@@ -972,6 +1004,10 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
         && ngx_strcmp(ctx->route->op, "kubeconfig.get") == 0)
     {
         return ngx_kubenova_api_kubeconfig(r, PQgetvalue(res, 0, 2), len);
+    }
+
+    if (status == NGX_HTTP_OK && ctx->csv) {
+        return ngx_kubenova_api_csv(r, PQgetvalue(res, 0, 2), len);
     }
 
     body = ngx_pnalloc(r->pool, len + 1);
@@ -1198,4 +1234,185 @@ ngx_kubenova_api_kubeconfig(ngx_http_request_t *r, const char *body,
 
     return ngx_kubenova_send_body(r, NGX_HTTP_OK, &yaml, plain.data,
                                   plain.len);
+}
+
+
+/*
+ * Does the client prefer text/csv to application/json?  Only the two
+ * explicit media ranges count (a wildcard accepts both the same); a tie
+ * goes to the one listed first.  q values in thousandths, as RFC 9110
+ * allows at most three decimals.
+ */
+
+static ngx_uint_t
+ngx_kubenova_api_wants_csv(ngx_http_request_t *r)
+{
+    u_char           *p, *last, *type, *type_end, *v;
+    ngx_int_t         q, q_csv, q_json, scale;
+    ngx_uint_t        i, csv_first;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    q_csv = -1;
+    q_json = -1;
+    csv_first = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Accept") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Accept",
+                               sizeof("Accept") - 1) != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last) {
+
+            /* one media range: type [; param]* up to a comma */
+
+            while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+                p++;
+            }
+
+            type = p;
+
+            while (p < last && *p != ';' && *p != ',' && *p != ' '
+                   && *p != '\t')
+            {
+                p++;
+            }
+
+            type_end = p;
+            q = 1000;
+
+            while (p < last && *p != ',') {
+                if (*p == ';') {
+                    p++;
+
+                    while (p < last && (*p == ' ' || *p == '\t')) {
+                        p++;
+                    }
+
+                    if (last - p >= 2 && (p[0] == 'q' || p[0] == 'Q')
+                        && p[1] == '=')
+                    {
+                        /* 0, 0.5, 1, 1.000 ... */
+                        v = p + 2;
+                        q = 0;
+
+                        if (v < last && *v == '1') {
+                            q = 1000;
+
+                        } else if (v + 1 < last && v[0] == '0' && v[1] == '.') {
+                            for (scale = 100, v += 2;
+                                 v < last && scale && *v >= '0' && *v <= '9';
+                                 v++, scale /= 10)
+                            {
+                                q += (*v - '0') * scale;
+                            }
+                        }
+                    }
+
+                    continue;
+                }
+
+                p++;
+            }
+
+            if ((size_t) (type_end - type) == sizeof("text/csv") - 1
+                && ngx_strncasecmp(type, (u_char *) "text/csv",
+                                   sizeof("text/csv") - 1) == 0)
+            {
+                if (q_csv < 0) {
+                    csv_first = (q_json < 0);
+                }
+
+                q_csv = ngx_max(q_csv, q);
+
+            } else if ((size_t) (type_end - type)
+                           == sizeof("application/json") - 1
+                       && ngx_strncasecmp(type, (u_char *) "application/json",
+                                          sizeof("application/json") - 1)
+                          == 0)
+            {
+                q_json = ngx_max(q_json, q);
+            }
+        }
+    }
+
+    if (q_csv <= 0) {
+        return 0;
+    }
+
+    return q_csv > q_json || (q_csv == q_json && csv_first);
+}
+
+
+/*
+ * A usage read asked for as CSV: the database made the text (one place for
+ * the format) and answered {"csv": "...", "continue": "..." | null}.
+ */
+
+static ngx_int_t
+ngx_kubenova_api_csv(ngx_http_request_t *r, const char *body, size_t len)
+{
+    u_char      *text, *next;
+    json_t      *json, *csv, *cont;
+    size_t       n, next_len;
+
+    static ngx_str_t  type = ngx_string("text/csv; charset=utf-8");
+
+    json = json_loadb(body, len, 0, NULL);
+    csv = json ? json_object_get(json, "csv") : NULL;
+
+    if (!json_is_string(csv)) {
+        if (json) {
+            json_decref(json);
+        }
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = json_string_length(csv);
+    text = ngx_pnalloc(r->pool, n);
+    if (text == NULL) {
+        json_decref(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(text, json_string_value(csv), n);
+
+    cont = json_object_get(json, "continue");
+
+    if (json_is_string(cont)) {
+        next = (u_char *) json_string_value(cont);
+        next_len = json_string_length(cont);
+
+        if (ngx_kubenova_add_header(r, &r->headers_out.headers,
+                                    "KubeNova-Continue", next, next_len)
+            != NGX_OK)
+        {
+            json_decref(json);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    json_decref(json);
+
+    return ngx_kubenova_send_body(r, NGX_HTTP_OK, &type, text, n);
 }

@@ -25,6 +25,7 @@
 #include "ngx_kubenova_grpc.h"
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_crypto.h"
+#include "ngx_kubenova_usage_metrics.h"
 #include "kubenova.pb-c.h"
 
 
@@ -89,6 +90,11 @@ struct ngx_kubenova_gw_stream_s {
     /* a message that arrived while a statement ran */
     Kubenova__V1__OperatorMessage   *deferred;
 
+    /* the usage report being stored, for the gauges (in scratch) */
+    ngx_kubenova_usage_tenant_t     *usage;
+    ngx_uint_t                       nusage;
+    int64_t                          usage_window_end;
+
     /* the hello's difference, sent as the window allows */
     PGresult                        *diff;
     int                              diff_row;
@@ -136,6 +142,8 @@ static ngx_int_t ngx_kubenova_gw_usage(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__UsageReport *usage);
 static void ngx_kubenova_gw_usage_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
+static ngx_int_t ngx_kubenova_gw_usage_keep(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__UsageReport *usage);
 static ngx_int_t ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__ApplicationStatus *st);
 static void ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s,
@@ -829,6 +837,10 @@ ngx_kubenova_gw_usage(ngx_kubenova_gw_stream_t *s,
 
     json_decref(list);
 
+    if (ngx_kubenova_gw_usage_keep(s, usage) != NGX_OK) {
+        s->param_failed = 1;
+    }
+
     return ngx_kubenova_gw_call(s, ngx_kubenova_gw_usage_sql, 5,
                                 ngx_kubenova_gw_usage_done);
 
@@ -849,6 +861,14 @@ ngx_kubenova_gw_usage_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
         return;
     }
 
+    /* the gauges take what was stored, never a repeat that differs */
+
+    if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't') {
+        ngx_kubenova_usage_metrics_record(
+            ngx_http_kubenova_usage_zone(s->request), (char *) s->cluster,
+            s->usage_window_end, s->usage, s->nusage);
+    }
+
     /* stored now or before: either way the Operator may forget it */
 
     ack.sequence = (int64_t) ngx_atoof((u_char *) s->params[5],
@@ -857,6 +877,62 @@ ngx_kubenova_gw_usage_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     msg.usage_ack = &ack;
 
     (void) ngx_kubenova_grpc_send(s->grpc, &msg.base);
+}
+
+
+/*
+ * The report's figures, copied to the scratch pool (the message goes
+ * before the database answers), for the usage gauges once it is stored.
+ */
+
+static ngx_int_t
+ngx_kubenova_gw_usage_keep(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__UsageReport *usage)
+{
+    size_t                        i;
+    ngx_kubenova_usage_tenant_t  *u;
+    Kubenova__V1__TenantUsage    *t;
+
+    s->usage = NULL;
+    s->nusage = 0;
+    s->usage_window_end = usage->window_end_unix;
+
+    if (ngx_http_kubenova_usage_zone(s->request) == NULL
+        || usage->n_tenants == 0)
+    {
+        return NGX_OK;
+    }
+
+    u = ngx_pnalloc(s->scratch,
+                    usage->n_tenants * sizeof(ngx_kubenova_usage_tenant_t));
+    if (u == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < usage->n_tenants; i++) {
+        t = usage->tenants[i];
+
+        /* a report without a tenant name is refused by the database */
+        u[i].tenant = ngx_kubenova_gw_param(s, t->tenant ? t->tenant : "");
+        if (u[i].tenant == NULL) {
+            return NGX_ERROR;
+        }
+
+        u[i].figures[0] = t->cpu_request_millicores;
+        u[i].figures[1] = t->memory_request_bytes;
+        u[i].figures[2] = t->storage_request_bytes;
+        u[i].figures[3] = t->load_balancers;
+        u[i].figures[4] = t->pods;
+        u[i].figures[5] = t->namespaces;
+        u[i].figures[6] = t->applications;
+        u[i].figures[7] = t->gpu_requests;
+        u[i].figures[8] = t->quota_violations;
+    }
+
+    s->usage = u;
+    s->nusage = usage->n_tenants;
+
+    return NGX_OK;
 }
 
 

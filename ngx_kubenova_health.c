@@ -11,6 +11,7 @@
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_http_pg.h"
+#include "ngx_kubenova_usage_metrics.h"
 
 
 static ngx_int_t ngx_kubenova_readyz_done(ngx_http_request_t *r,
@@ -67,8 +68,10 @@ ngx_kubenova_healthz_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_kubenova_metrics_handler(ngx_http_request_t *r)
 {
+    u_char                  *p;
     ngx_int_t                rc;
-    ngx_str_t                text;
+    ngx_str_t                text, usage;
+    ngx_shm_zone_t          *zone;
     ngx_kubenova_metrics_t  *m;
 
     static ngx_str_t  type =
@@ -84,6 +87,27 @@ ngx_kubenova_metrics_handler(ngx_http_request_t *r)
     if (m == NULL || ngx_kubenova_metrics_render(m, r->pool, &text) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    zone = ngx_http_kubenova_usage_zone(r);
+
+    if (zone) {
+        if (ngx_kubenova_usage_metrics_render(zone, r->pool, &usage)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, text.len + usage.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(p, text.data, text.len);
+        ngx_memcpy(p + text.len, usage.data, usage.len);
+
+        text.data = p;
+        text.len += usage.len;
     }
 
     return ngx_kubenova_send_body(r, NGX_HTTP_OK, &type, text.data, text.len);

@@ -5,8 +5,9 @@
 #   BENCH_POOL (16, connections per worker)
 #
 # A script may set, before bench_setup: bench_main_conf (main context),
-# bench_events_conf (default "worker_connections 4096;") and
-# bench_http_conf (more of the http block, e.g. another server).
+# bench_events_conf (default "worker_connections 4096;"), bench_http_conf
+# (more of the http block, e.g. another server) and bench_pg_params (more
+# kubenova_postgres parameters, e.g. "queue_timeout=60s").
 
 set -euo pipefail
 
@@ -59,7 +60,7 @@ http {
     access_log off;
     client_body_temp_path $tmp/ngx/body;
     client_body_buffer_size 1m;
-    kubenova_postgres "$conninfo" pool=$pool queue=1024;
+    kubenova_postgres "$conninfo" pool=$pool queue=1024 ${bench_pg_params:-};
     kubenova_admin_token_file $tmp/admin.token;
     server {
         listen 127.0.0.1:$http_port;

@@ -252,6 +252,11 @@ my %matrix = (
     'POST signup' => ['signup', sub { +{ tenant => fresh('s'), user => fresh('su') } },
                       all_ok(201), 'anonymous'],
 
+    # usage and invoices: the tenant's members read them, admins read all
+    'GET tenants/:tenant/usage'   => ['tenants/t31-a/usage', undef, members_read()],
+    'GET usage'                   => ['usage', undef, admin_only(200)],
+    'GET tenants/:tenant/invoice' => ['tenants/t31-a/invoice', undef, members_read()],
+
     'GET audit' => ['audit', undef, admin_only(200)],
 );
 

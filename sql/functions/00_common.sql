@@ -563,16 +563,19 @@ $$;
 -- of the last key of the previous page)
 ------------------------------------------------------------------------
 
-CREATE FUNCTION api.page_limit(e jsonb) RETURNS integer
+-- (Usage reads have pages of rows of figures: larger ones.)
+CREATE FUNCTION api.page_limit(e jsonb, max_limit integer DEFAULT 500,
+                               default_limit integer DEFAULT 100) RETURNS integer
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v  text := e -> 'query' ->> 'limit';
 BEGIN
     IF v IS NULL THEN
-        RETURN 100;
+        RETURN default_limit;
     END IF;
-    IF v !~ '^[0-9]{1,9}$' OR v::integer NOT BETWEEN 1 AND 500 THEN
-        PERFORM api.fail(400, 'invalid_query', 'limit must be an integer from 1 to 500');
+    IF v !~ '^[0-9]{1,9}$' OR v::integer NOT BETWEEN 1 AND max_limit THEN
+        PERFORM api.fail(400, 'invalid_query',
+                         'limit must be an integer from 1 to ' || max_limit);
     END IF;
     RETURN v::integer;
 END
@@ -581,6 +584,21 @@ $$;
 CREATE FUNCTION api.encode_continue(key text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT rtrim(translate(encode(convert_to(key, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
+$$;
+
+-- What api.encode_continue encoded, or null when v is not such a value.
+CREATE FUNCTION api.decode_continue(v text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF length(v) > 400 OR v !~ '^[A-Za-z0-9_-]+$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN convert_from(decode(translate(v, '-_', '+/')
+                               || repeat('=', (4 - length(v) % 4) % 4), 'base64'),
+                        'UTF8');
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
 $$;
 
 -- The key after which the page starts (null: from the beginning).
@@ -593,15 +611,7 @@ BEGIN
     IF v IS NULL OR v = '' THEN
         RETURN NULL;
     END IF;
-    IF length(v) <= 400 AND v ~ '^[A-Za-z0-9_-]+$' THEN
-        BEGIN
-            key := convert_from(decode(translate(v, '-_', '+/')
-                                       || repeat('=', (4 - length(v) % 4) % 4), 'base64'),
-                                'UTF8');
-        EXCEPTION WHEN OTHERS THEN
-            key := NULL;
-        END;
-    END IF;
+    key := api.decode_continue(v);
     IF key IS NULL OR length(key) > 253 OR key !~ '^[!-~]+$' THEN
         PERFORM api.fail(400, 'invalid_query', 'continue is not a value from a previous page');
     END IF;

@@ -1,11 +1,67 @@
 -- Plans: /api/v1/plans.  Everybody authenticated reads them; admins write.
 -- Exactly one plan is the default (new tenants get it): making a plan the
 -- default takes it from the previous one; the default can be neither unset
--- nor deleted directly.
+-- nor deleted directly.  usage_prices are what invoices charge per
+-- resource-hour (75_usage.sql), in minor units with up to 6 decimals.
 
 CREATE FUNCTION api.plan_read_only() RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT ARRAY['generation', 'created_at', 'updated_at']
+$$;
+
+-- The members of usage_prices and their columns, in one place.
+CREATE FUNCTION api.plan_price_members() RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT ARRAY['cpu_core_hour', 'memory_gib_hour', 'storage_gib_hour',
+                 'load_balancer_hour', 'gpu_hour']
+$$;
+
+CREATE FUNCTION api.plan_prices_json(p plans) RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'cpu_core_hour', trim_scale(p.price_cpu_core_hour),
+        'memory_gib_hour', trim_scale(p.price_memory_gib_hour),
+        'storage_gib_hour', trim_scale(p.price_storage_gib_hour),
+        'load_balancer_hour', trim_scale(p.price_load_balancer_hour),
+        'gpu_hour', trim_scale(p.price_gpu_hour))
+$$;
+
+-- usage_prices: any of api.plan_price_members(), each a number >= 0 with
+-- at most 6 decimals (the columns' scale: nothing is rounded away).
+CREATE FUNCTION api.check_plan_prices(v jsonb, field text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    errors  jsonb;
+    k       text;
+    x       jsonb;
+BEGIN
+    IF NOT api.present(v) THEN
+        RETURN '[]';
+    END IF;
+    IF jsonb_typeof(v) <> 'object' THEN
+        RETURN api.field_error(field, 'must be an object');
+    END IF;
+    errors := api.check_fields(v, field, api.plan_price_members());
+    FOREACH k IN ARRAY api.plan_price_members() LOOP
+        x := v -> k;
+        CONTINUE WHEN NOT api.present(x);
+        IF jsonb_typeof(x) <> 'number' THEN
+            errors := errors || api.field_error(field || '.' || k, 'must be a number');
+        ELSIF x::numeric < 0 OR x::numeric >= 1e14 OR x::numeric <> round(x::numeric, 6) THEN
+            errors := errors || api.field_error(field || '.' || k,
+                'must be from 0 to 99999999999999.999999, with at most 6 decimals');
+        END IF;
+    END LOOP;
+    RETURN errors;
+END
+$$;
+
+-- Validated usage_prices, every member present (0 when not given).
+CREATE FUNCTION api.plan_prices_value(v jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT jsonb_object_agg(k, trim_scale(coalesce(CASE WHEN jsonb_typeof(v -> k) = 'number'
+                                                        THEN (v -> k)::numeric END, 0)))
+    FROM unnest(api.plan_price_members()) AS k
 $$;
 
 CREATE FUNCTION api.plan_json(p plans) RETURNS jsonb
@@ -15,6 +71,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'cpu', p.cpu, 'memory', p.memory, 'storage', p.storage,
         'pods', p.pods, 'load_balancers', p.load_balancers, 'gpus', p.gpus,
         'price_monthly', p.price_monthly, 'currency', p.currency,
+        'usage_prices', api.plan_prices_json(p),
         'default', p.is_default,
         'generation', p.generation,
         'created_at', api.ts(p.created_at), 'updated_at', api.ts(p.updated_at))
@@ -28,7 +85,7 @@ BEGIN
     PERFORM api.fail_invalid(
         api.check_fields(body, '', ARRAY['name', 'cpu', 'memory', 'storage', 'pods',
                                          'load_balancers', 'gpus', 'price_monthly',
-                                         'currency', 'default'],
+                                         'currency', 'usage_prices', 'default'],
                          api.plan_read_only())
         || api.check_name(body -> 'name', path_name, 'name', 'dns_label', 63)
         || api.check_required(body -> 'cpu', 'cpu')
@@ -44,6 +101,7 @@ BEGIN
         || api.check_required(body -> 'price_monthly', 'price_monthly')
         || api.check_int(body -> 'price_monthly', 'price_monthly', 0, 1000000000000000)
         || api.check_string(body -> 'currency', 'currency', 'currency', 3)
+        || api.check_plan_prices(body -> 'usage_prices', 'usage_prices')
         || api.check_bool(body -> 'default', 'default'));
 
     RETURN jsonb_build_object(
@@ -56,6 +114,7 @@ BEGIN
         'gpus', api.int_or(body -> 'gpus', 0),
         'price_monthly', api.int_or(body -> 'price_monthly', NULL),
         'currency', api.text_or(body -> 'currency', 'EUR'),
+        'usage_prices', api.plan_prices_value(body -> 'usage_prices'),
         'default', api.bool_or(body -> 'default', false));
 END
 $$;
@@ -96,6 +155,11 @@ BEGIN
             gpus = (inp ->> 'gpus')::integer,
             price_monthly = (inp ->> 'price_monthly')::bigint,
             currency = inp ->> 'currency',
+            price_cpu_core_hour = (inp #>> '{usage_prices,cpu_core_hour}')::numeric,
+            price_memory_gib_hour = (inp #>> '{usage_prices,memory_gib_hour}')::numeric,
+            price_storage_gib_hour = (inp #>> '{usage_prices,storage_gib_hour}')::numeric,
+            price_load_balancer_hour = (inp #>> '{usage_prices,load_balancer_hour}')::numeric,
+            price_gpu_hour = (inp #>> '{usage_prices,gpu_hour}')::numeric,
             is_default = (inp ->> 'default')::boolean,
             generation = generation + 1, updated_at = now()
         WHERE name = cur.name
@@ -107,14 +171,22 @@ BEGIN
     ELSE
         INSERT INTO plans (name, cpu, cpu_millicores, memory, memory_bytes,
                            storage, storage_bytes, pods, load_balancers, gpus,
-                           price_monthly, currency, is_default)
+                           price_monthly, currency, price_cpu_core_hour,
+                           price_memory_gib_hour, price_storage_gib_hour,
+                           price_load_balancer_hour, price_gpu_hour, is_default)
         VALUES (inp ->> 'name',
                 inp ->> 'cpu', api.quantity_units(inp ->> 'cpu', 1000),
                 inp ->> 'memory', api.quantity_units(inp ->> 'memory', 1),
                 inp ->> 'storage', api.quantity_units(inp ->> 'storage', 1),
                 (inp ->> 'pods')::integer, (inp ->> 'load_balancers')::integer,
                 (inp ->> 'gpus')::integer, (inp ->> 'price_monthly')::bigint,
-                inp ->> 'currency', (inp ->> 'default')::boolean)
+                inp ->> 'currency',
+                (inp #>> '{usage_prices,cpu_core_hour}')::numeric,
+                (inp #>> '{usage_prices,memory_gib_hour}')::numeric,
+                (inp #>> '{usage_prices,storage_gib_hour}')::numeric,
+                (inp #>> '{usage_prices,load_balancer_hour}')::numeric,
+                (inp #>> '{usage_prices,gpu_hour}')::numeric,
+                (inp ->> 'default')::boolean)
         RETURNING * INTO p;
     END IF;
 

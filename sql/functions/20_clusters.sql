@@ -176,7 +176,9 @@ $$;
 -- there is nobody left to acknowledge tombstones.  Tenants that named it in
 -- placement.clusters lose that entry (a new generation: their document
 -- changed); tenants and apps that were only waiting for this cluster to
--- acknowledge their deletion are removed for good.
+-- acknowledge their deletion are removed for good.  The cluster's stream
+-- ends (as after a new secret): another cluster created under the name
+-- later is not this one.
 CREATE FUNCTION api.cluster_delete(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -206,6 +208,7 @@ BEGIN
     WHERE t.placement -> 'clusters' ? cur.name;
 
     DELETE FROM clusters WHERE name = cur.name;
+    PERFORM pg_notify('kubenova_stream', cur.name || E'\t');
 
     FOREACH tenant_name IN ARRAY affected LOOP
         PERFORM api.sync_desired_state(tenant_name);

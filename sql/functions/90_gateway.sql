@@ -378,6 +378,29 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
                  'quota_violations']
 $$;
 
+-- The tenants of a UsageReport are certainly fine: objects with a tenant
+-- name of 1 to 253 characters, each listed once, every counter absent,
+-- null, or a JSON integer of at most 18 digits.  One set-based pass, so
+-- that a report of thousands of tenants is checked at once; false sends
+-- the report to gateway.usage_problem, which finds the problem (or finds
+-- that an unusual form, such as an integer as a string, is fine).
+CREATE FUNCTION gateway.usage_plain(tenants jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT jsonb_typeof(usage_plain.tenants) = 'array'
+       AND (SELECT coalesce(bool_and(
+                       jsonb_typeof(a.x) = 'object'
+                       AND jsonb_typeof(a.x -> 'tenant') = 'string'
+                       AND length(a.x ->> 'tenant') BETWEEN 1 AND 253
+                       AND NOT EXISTS (
+                           SELECT 1 FROM jsonb_each(a.x) AS e (k, v)
+                           WHERE e.k = ANY (gateway.usage_counters())
+                             AND jsonb_typeof(e.v) <> 'null'
+                             AND (jsonb_typeof(e.v) <> 'number'
+                                  OR e.v::text !~ '^[0-9]{1,18}$'))), true)
+                   AND count(DISTINCT a.x ->> 'tenant') = count(*)
+            FROM jsonb_array_elements(usage_plain.tenants) AS a (x))
+$$;
+
 -- The tenants of a UsageReport: null when fine, else the first problem.
 CREATE FUNCTION gateway.usage_problem(tenants jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
@@ -423,7 +446,13 @@ $$;
 -- A usage report (window in unix seconds), stored once per (cluster,
 -- sequence): a repeat changes nothing and answers stored = false, and both
 -- answers mean "acknowledge it" (UsageAck).  Kept whether or not the
--- stream is still current: usage is a fact, and idempotent.
+-- stream is still current: usage is a fact, and idempotent.  The cluster
+-- is its row's id, so a cluster deleted and created again under the same
+-- name starts afresh; a cluster that no longer exists is answered 16 (not
+-- stored, not acknowledged: its Operator keeps the report).  Tenants the
+-- Manager does not know (any more) are stored all the same: the figures
+-- are what the cluster ran, and a tenant deleted during the window did
+-- use it.
 CREATE FUNCTION gateway.usage(cluster text, sequence bigint, window_start bigint,
                               window_end bigint, tenants jsonb)
 RETURNS TABLE (stored boolean, status integer, message text)
@@ -432,7 +461,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     max_unix  constant bigint := 253402300799;   -- 9999-12-31T23:59:59Z
     problem   text;
-    c         text;
+    cid       bigint;
 BEGIN
     problem := CASE
         WHEN usage.sequence IS NULL OR usage.sequence < 0
@@ -443,15 +472,40 @@ BEGIN
             THEN 'window_end_unix must be a time in seconds since 1970 (0 to ' || max_unix || ')'
         WHEN usage.window_end < usage.window_start
             THEN 'window_end_unix is before window_start_unix'
-        ELSE gateway.usage_problem(usage.tenants)
+        WHEN usage.window_end - usage.window_start > api.usage_max_window_seconds()
+            THEN 'a usage window may last at most ' || api.usage_max_window_seconds()
+                 || ' seconds'
     END;
     IF problem IS NOT NULL THEN
         RETURN QUERY SELECT false, 3, problem;
         RETURN;
     END IF;
 
-    INSERT INTO usage_reports (cluster, sequence, window_start, window_end)
-    VALUES (usage.cluster, usage.sequence,
+    SELECT c.id INTO cid FROM clusters c WHERE c.name = usage.cluster;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, 16,
+            'cluster ' || usage.cluster || ' is not registered (any more): usage not stored';
+        RETURN;
+    END IF;
+
+    -- a repeat is known by its key alone: its tenants were checked when it
+    -- was stored (an Operator resending its spool is answered at once)
+    IF EXISTS (SELECT 1 FROM usage_reports r
+               WHERE r.cluster_id = cid AND r.sequence = usage.sequence) THEN
+        RETURN QUERY SELECT false, 0, NULL::text;
+        RETURN;
+    END IF;
+
+    IF NOT gateway.usage_plain(usage.tenants) THEN
+        problem := gateway.usage_problem(usage.tenants);
+        IF problem IS NOT NULL THEN
+            RETURN QUERY SELECT false, 3, problem;
+            RETURN;
+        END IF;
+    END IF;
+
+    INSERT INTO usage_reports (cluster_id, cluster, sequence, window_start, window_end)
+    VALUES (cid, usage.cluster, usage.sequence,
             to_timestamp(usage.window_start), to_timestamp(usage.window_end))
     ON CONFLICT ON CONSTRAINT usage_reports_pkey DO NOTHING;
     IF NOT FOUND THEN
@@ -459,24 +513,25 @@ BEGIN
         RETURN;
     END IF;
 
-    INSERT INTO tenant_usage (cluster, sequence, tenant,
+    INSERT INTO tenant_usage (cluster_id, cluster, sequence, tenant,
                               cpu_request_millicores, memory_request_bytes,
                               storage_request_bytes, load_balancers, pods, namespaces,
                               applications, gpu_requests, quota_violations,
                               window_start, window_end)
-    SELECT usage.cluster, usage.sequence, x ->> 'tenant',
-           coalesce(gateway.json_int(x -> 'cpu_request_millicores'), 0),
-           coalesce(gateway.json_int(x -> 'memory_request_bytes'), 0),
-           coalesce(gateway.json_int(x -> 'storage_request_bytes'), 0),
-           coalesce(gateway.json_int(x -> 'load_balancers'), 0),
-           coalesce(gateway.json_int(x -> 'pods'), 0),
-           coalesce(gateway.json_int(x -> 'namespaces'), 0),
-           coalesce(gateway.json_int(x -> 'applications'), 0),
-           coalesce(gateway.json_int(x -> 'gpu_requests'), 0),
-           coalesce(gateway.json_int(x -> 'quota_violations'), 0),
+    -- validated: every counter is an integer (a number, or a string of
+    -- digits), which numeric takes as it is
+    SELECT cid, usage.cluster, usage.sequence, r.tenant,
+           coalesce(r.cpu_request_millicores, 0), coalesce(r.memory_request_bytes, 0),
+           coalesce(r.storage_request_bytes, 0), coalesce(r.load_balancers, 0),
+           coalesce(r.pods, 0), coalesce(r.namespaces, 0), coalesce(r.applications, 0),
+           coalesce(r.gpu_requests, 0), coalesce(r.quota_violations, 0),
            to_timestamp(usage.window_start), to_timestamp(usage.window_end)
-    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(usage.tenants) = 'array'
-                                   THEN usage.tenants ELSE '[]' END) AS a (x);
+    FROM jsonb_to_recordset(CASE WHEN jsonb_typeof(usage.tenants) = 'array'
+                                 THEN usage.tenants ELSE '[]' END)
+         AS r (tenant text, cpu_request_millicores numeric, memory_request_bytes numeric,
+               storage_request_bytes numeric, load_balancers numeric, pods numeric,
+               namespaces numeric, applications numeric, gpu_requests numeric,
+               quota_violations numeric);
     RETURN QUERY SELECT true, 0, NULL::text;
 END
 $$;

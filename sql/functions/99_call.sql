@@ -50,6 +50,9 @@ BEGIN
         WHEN 'app.put'        THEN RETURN api.app_put(c, e);
         WHEN 'app.delete'     THEN RETURN api.app_delete(c, e);
         WHEN 'signup'         THEN RETURN api.signup(c, e);
+        WHEN 'usage.get'      THEN RETURN api.usage_get(c, e);
+        WHEN 'usage.list'     THEN RETURN api.usage_list(c, e);
+        WHEN 'invoice.get'    THEN RETURN api.invoice_get(c, e);
         WHEN 'audit.list'     THEN RETURN api.audit_list(c, e);
         ELSE
             PERFORM api.fail(404, 'not_found', 'unknown operation ' || coalesce(op, 'null'));
