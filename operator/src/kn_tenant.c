@@ -19,6 +19,8 @@
 #define KN_TENANT_NS_MAX        (KN_APPLIER_NAME_MAX + 8)
 #define KN_TENANT_POLL_MS       500
 #define KN_TENANT_RETRY_MS      2000
+#define KN_TENANT_BACKOFF_MS    1000        /* a failed operation, again */
+#define KN_TENANT_BACKOFF_MAX_MS 30000
 #define KN_TENANT_CRD_WAIT_MS   30000
 #define KN_TENANT_GEN_ANNOT     "kubenova.io/generation"
 #define KN_TENANT_LABEL         "kubenova.io/tenant"
@@ -56,6 +58,8 @@ struct kn_tenant_rec_s {
     int64_t           kgen;             /* the NovaTenant's generation */
     uint64_t          deadline;
     kn_timer_t        timer;
+    kn_timer_t        retry;            /* set: the head failed, runs again */
+    unsigned          failures;         /* of the head, in a row */
     char              uid[64];
     char              error[KN_TENANT_ERROR_MAX];
     char              name[KN_APPLIER_NAME_MAX];
@@ -111,6 +115,9 @@ static void kn_tenant_step_done(const kn_kube_result_t *res, void *data);
 static void kn_tenant_next(kn_tenant_rec_t *rec);
 static void kn_tenant_finish(kn_tenant_rec_t *rec, int ok);
 static void kn_tenant_poll(kn_timer_t *timer);
+static kn_rc kn_tenant_retry_later(kn_tenant_rec_t *rec);
+static void kn_tenant_retry(kn_timer_t *timer);
+static void kn_tenant_drop_head(kn_tenant_rec_t *rec);
 static void kn_tenant_rec_free(kn_tenant_rec_t *rec);
 static void kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns,
     json_t *spec);
@@ -231,6 +238,13 @@ kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
                 kn_log(t->log, KN_LOG_DEBUG, "tenants: \"%s\" at generation "
                        "%" PRId64 " is in progress already", name,
                        generation);
+
+                if (o == rec->ops && kn_timer_is_set(&rec->retry)) {
+                    /* sent again: the Manager is back, try it now */
+                    kn_timer_cancel(t->loop, &rec->retry);
+                    kn_tenant_run(rec);
+                }
+
                 return KN_OK;
             }
         }
@@ -259,12 +273,19 @@ kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
         strcpy(rec->name, name);
         rec->last = &rec->ops;
         kn_timer_init(&rec->timer, kn_tenant_poll, rec);
+        kn_timer_init(&rec->retry, kn_tenant_retry, rec);
         rec->next = t->recs;
         t->recs = rec;
     }
 
     *rec->last = op;
     rec->last = &op->next;
+
+    if (kn_timer_is_set(&rec->retry)) {
+        /* the failed operation waiting to run again is superseded */
+        kn_timer_cancel(t->loop, &rec->retry);
+        kn_tenant_drop_head(rec);
+    }
 
     if (rec->ops == op) {
         kn_tenant_run(rec);
@@ -592,7 +613,7 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
     kn_tenant_t      *t = rec->tenant;
     kn_tenant_op_t   *op = rec->ops;
     kn_tenant_rec_t **p;
-    int               deleted;
+    int               deleted, again;
     int64_t           generation;
 
     deleted = (op->spec == NULL);
@@ -608,15 +629,23 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
                rec->name, generation, rec->error);
     }
 
-    rec->ops = op->next;
-    if (rec->ops == NULL) {
-        rec->last = &rec->ops;
+    /*
+     * A failure the Manager hears of at once (its sync state says why); it
+     * would send the operation again only after a reconnect, so unless
+     * newer work for the tenant is queued, it runs again here later.
+     */
+    again = !ok && op->next == NULL && kn_tenant_retry_later(rec) == KN_OK;
+
+    if (!again) {
+        kn_tenant_drop_head(rec);
     }
-    json_decref(op->spec);
-    free(op);
 
     kn_applier_finished(t->applier, KN_TENANT_KIND, rec->name, generation,
                         deleted, ok, ok ? NULL : rec->error);
+
+    if (again) {
+        return;
+    }
 
     if (rec->ops != NULL) {
         kn_tenant_run(rec);
@@ -634,12 +663,70 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
 }
 
 
+/* delays doubling from KN_TENANT_BACKOFF_MS to KN_TENANT_BACKOFF_MAX_MS */
+
+static kn_rc
+kn_tenant_retry_later(kn_tenant_rec_t *rec)
+{
+    uint64_t  delay;
+
+    delay = KN_TENANT_BACKOFF_MAX_MS;
+
+    if (rec->failures < 16
+        && ((uint64_t) KN_TENANT_BACKOFF_MS << rec->failures) < delay)
+    {
+        delay = (uint64_t) KN_TENANT_BACKOFF_MS << rec->failures;
+    }
+
+    if (kn_timer_add(rec->tenant->loop, &rec->retry, delay) != KN_OK) {
+        kn_log(rec->tenant->log, KN_LOG_WARN, "tenants: no timer left to "
+               "try \"%s\" again: it waits for the Manager to send it "
+               "again", rec->name);
+        return KN_ERROR;
+    }
+
+    rec->failures++;
+
+    kn_log(rec->tenant->log, KN_LOG_INFO, "tenants: \"%s\": trying again "
+           "in %" PRIu64 " ms (failure %u)", rec->name, delay,
+           rec->failures);
+
+    return KN_OK;
+}
+
+
+static void
+kn_tenant_retry(kn_timer_t *timer)
+{
+    kn_tenant_run(timer->data);
+}
+
+
+/* the head operation is over (reported, or superseded) */
+
+static void
+kn_tenant_drop_head(kn_tenant_rec_t *rec)
+{
+    kn_tenant_op_t  *op = rec->ops;
+
+    rec->ops = op->next;
+    if (rec->ops == NULL) {
+        rec->last = &rec->ops;
+    }
+
+    json_decref(op->spec);
+    free(op);
+    rec->failures = 0;
+}
+
+
 static void
 kn_tenant_rec_free(kn_tenant_rec_t *rec)
 {
     kn_tenant_op_t  *op, *next;
 
     kn_timer_cancel(rec->tenant->loop, &rec->timer);
+    kn_timer_cancel(rec->tenant->loop, &rec->retry);
 
     for (op = rec->ops; op; op = next) {
         next = op->next;
