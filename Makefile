@@ -34,6 +34,7 @@ bench:
 	@bench/rest-baseline
 	@bench/rest
 	@bench/streams
+	@bench/provision
 
 clean:
 	rm -rf build t/servroot

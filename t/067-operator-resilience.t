@@ -58,6 +58,7 @@ sub start_operator {
         cluster => $C, secret => $secret, env => \%env,
         args => ['--heartbeat', '1s', '--reconnect-min', "${MIN}ms",
                  '--reconnect-max', "${MAX}ms",
+                 '--kube-qps', '50', '--kube-burst', '100',
                  '--kubeconfig', $k8s->{kubeconfig}]);
     push @ops, $op;
     return $op;
@@ -141,6 +142,9 @@ sub hard {
 }
 
 my $op = start_operator();
+ok $op->wait_log(qr/Kubernetes requests: at most 50 per second, 100 at once/, 10),
+    'the Operator limits its Kubernetes requests as told (--kube-qps, '
+    . '--kube-burst)';
 ok wait_until(sub { synced($T1) && synced($T2) }, 60),
     "tenants $T1 and $T2 are synced" or diag $op->log_text;
 ok complete($T1) && complete($T2), '... and in the cluster';
