@@ -11,8 +11,9 @@
 #     in the cluster, its hello lists them, the Manager sends nothing and
 #     no object of the cluster is written again (resourceVersions);
 #   * kube-apiserver restarted: the requests for a tenant created while it
-#     is down fail, are retried, and the tenant is applied completely, as
-#     is one created just after.
+#     is down fail and are tried again, a change of it meanwhile replaces
+#     the generation waiting to be tried again, and the tenant is applied
+#     completely, as is one created just after.
 use strict;
 use warnings;
 
@@ -285,6 +286,20 @@ ok $op->wait_log(qr/tenants: cannot apply "$T4" at generation \d+/, 30, $off),
     or diag $op->log_text;
 ok $op->wait_log(qr/tenants: "$T4": trying again in \d+ ms/, 5, $off),
     '... and it tries again later';
+my $gen4 = $gw->desired_generation($C, 'Tenant', $T4);
+$gw->api_ok(PATCH => "tenants/$T4", { plan => 'medium' });
+ok $op->wait_log(qr/tenants: applying "$T4" at generation (?!$gen4\b)\d+/, 30, $off),
+    '... changed meanwhile (plan medium): the Operator applies the newer '
+    . 'generation' or diag $op->log_text;
+# at once: the first thing it does about the tenant once the update came
+# (debug log) is that generation, not the older one waiting to be tried
+# again, which it drops
+my @lines = $op->log_since($off);
+my ($u) = grep { $lines[$_] =~ /grpc: update Tenant "$T4" generation (?!$gen4\b)\d+/ }
+          0 .. $#lines;
+my ($first) = grep { /tenants: .*"$T4"/ } @lines[($u // $#lines) + 1 .. $#lines];
+like $first // '', qr/tenants: applying "$T4" at generation (?!$gen4\b)\d+/,
+    '... at once, dropping the older one that waited to be tried again';
 
 is waitpid($restart, 0) == $restart && $?, 0,
     'kube-apiserver is started again (t/k8s/control-plane.sh '
@@ -298,7 +313,9 @@ ok wait_until(sub { complete($T5) }, 60),
     "$T5, created just after the restart, too" or diag $op->log_text;
 ok wait_until(sub { synced($T4) && synced($T5) }, 30),
     '... and both are synced';
-is hard("$T4-apps")->{pods}, '20', "... ${T4}'s quota: the small plan";
+is hard("$T4-apps")->{pods}, '100', "... ${T4}'s quota: the medium plan";
+is_deeply [$op->grep_log(qr/tenants: applied "$T4" at generation $gen4\b/)], [],
+    "... and its first generation, replaced, was never applied";
 
 # --- the end ---------------------------------------------------------------
 

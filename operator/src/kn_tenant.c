@@ -238,13 +238,6 @@ kn_tenant_enqueue(kn_tenant_t *t, const char *name, int64_t generation,
                 kn_log(t->log, KN_LOG_DEBUG, "tenants: \"%s\" at generation "
                        "%" PRId64 " is in progress already", name,
                        generation);
-
-                if (o == rec->ops && kn_timer_is_set(&rec->retry)) {
-                    /* sent again: the Manager is back, try it now */
-                    kn_timer_cancel(t->loop, &rec->retry);
-                    kn_tenant_run(rec);
-                }
-
                 return KN_OK;
             }
         }
