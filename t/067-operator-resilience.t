@@ -175,7 +175,7 @@ sub reconnects {
 ok wait_until(sub { my @r = reconnects(); @r >= 8 }, 60),
     'the Operator keeps trying to reconnect' or diag $op->log_text;
 my @r = reconnects();
-diag 'reconnect delays (ms): '
+note 'reconnect delays (ms): '
     . join(', ', map { "$_->{delay} of 0..$_->{bound}" } @r);
 is_deeply [map { $_->{attempt} } @r], [map { $_ + 1 } 1 .. @r],
     '... attempt after attempt';
