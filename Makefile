@@ -35,6 +35,7 @@ bench:
 	@bench/rest
 	@bench/streams
 	@bench/usage
+	@bench/provision
 
 clean:
 	rm -rf build t/servroot

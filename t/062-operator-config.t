@@ -64,6 +64,8 @@ my @refused = (
     [[@ok, '--heartbeat', '50ms'], '--heartbeat: "50ms" is out of range (100ms to 3600000ms)'],
     [[@ok, '--max-message', '12q'], 'is not a valid size'],
     [[@ok, '--log-level', 'loud'], '"loud" is not one of error, warn, info, debug'],
+    [[@ok, '--kube-qps', '0'], '--kube-qps: "0" is out of range (1 to 100000)'],
+    [[@ok, '--kube-burst', 'lots'], '--kube-burst: "lots" is not a valid size'],
     [[@ok, '--reconnect-min', '2s', '--reconnect-max', '1s'], 'is larger than --reconnect-max'],
     [[@ok, '--manager-ca', "$dir/no-ca.pem"], '--manager-ca'],
     [[@ok, '--kubeconfig', "$dir/no-kubeconfig"], '--kubeconfig'],

@@ -98,6 +98,14 @@ static const kn_config_option_t  kn_config_options[] = {
       "most objects this cluster may hold from the Manager "
       "(default 65536)" },
 
+    { "kube-qps", "KN_KUBE_QPS", KN_OPT_SIZE,
+      offsetof(kn_config_t, kube_qps), 0, 1, 100000,
+      "Kubernetes requests per second, a client-side limit (default 20)" },
+
+    { "kube-burst", "KN_KUBE_BURST", KN_OPT_SIZE,
+      offsetof(kn_config_t, kube_burst), 0, 1, 100000,
+      "Kubernetes requests at once above --kube-qps (default 40)" },
+
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
       "error, warn, info or debug (default info)" },

@@ -51,6 +51,8 @@ typedef struct {
     size_t          send_queue_messages;
     size_t          send_queue_bytes;
     size_t          max_objects;
+    size_t          kube_qps;           /* 0: kn_kube's default */
+    size_t          kube_burst;
 
     kn_log_level_e  log_level;
 } kn_config_t;

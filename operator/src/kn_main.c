@@ -220,10 +220,11 @@ kn_main_run(kn_ctx_t *ctx)
 static kn_rc
 kn_main_kube(kn_ctx_t *ctx)
 {
-    char              err[KN_MAIN_ERROR_MAX];
-    kn_rc             rc;
-    kn_config_t      *cfg = &ctx->config;
-    kn_kubeconfig_t   kc;
+    char                err[KN_MAIN_ERROR_MAX];
+    kn_rc               rc;
+    kn_config_t        *cfg = &ctx->config;
+    kn_kubeconfig_t     kc;
+    kn_kube_options_t   ko;
 
     if (cfg->kube_mode == KN_KUBE_KUBECONFIG) {
         rc = kn_kubeconfig_load(&kc, cfg->kubeconfig, NULL, err,
@@ -239,12 +240,21 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
-    rc = kn_kube_create(ctx->loop, &ctx->log, &kc, NULL, &ctx->kube);
+    memset(&ko, 0, sizeof(ko));         /* zero: the defaults */
+    ko.qps = (double) cfg->kube_qps;
+    ko.burst = (unsigned) cfg->kube_burst;
+
+    rc = kn_kube_create(ctx->loop, &ctx->log, &kc, &ko, &ctx->kube);
     kn_kubeconfig_free(&kc);
 
     if (rc != KN_OK) {
         return KN_ERROR;
     }
+
+    kn_log(&ctx->log, KN_LOG_INFO, "Kubernetes requests: at most %.0f per "
+           "second, %u at once (--kube-qps, --kube-burst)",
+           kn_kube_options(ctx->kube)->qps,
+           kn_kube_options(ctx->kube)->burst);
 
     rc = kn_tenant_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
                           &ctx->tenant);

@@ -21,6 +21,8 @@
 #define KN_TENANT_NS_MAX        (KN_APPLIER_NAME_MAX + 8)
 #define KN_TENANT_POLL_MS       500
 #define KN_TENANT_RETRY_MS      2000
+#define KN_TENANT_BACKOFF_MS    1000        /* a failed operation, again */
+#define KN_TENANT_BACKOFF_MAX_MS 30000
 #define KN_TENANT_CRD_WAIT_MS   30000
 #define KN_TENANT_GEN_ANNOT     "kubenova.io/generation"
 #define KN_TENANT_TIER          "kubenova.io/tier"
@@ -65,6 +67,8 @@ struct kn_tenant_rec_s {
     uint64_t          deadline;
     kn_timer_t        timer;
     kn_suspend_t     *suspend;          /* S_WORKLOADS in progress */
+    kn_timer_t        retry;            /* set: the head failed, runs again */
+    unsigned          failures;         /* of the head, in a row */
     char              uid[64];
     char              error[KN_TENANT_ERROR_MAX];
     char              name[KN_APPLIER_NAME_MAX];
@@ -132,6 +136,10 @@ static void kn_tenant_step_done(const kn_kube_result_t *res, void *data);
 static void kn_tenant_next(kn_tenant_rec_t *rec);
 static void kn_tenant_finish(kn_tenant_rec_t *rec, int ok);
 static void kn_tenant_poll(kn_timer_t *timer);
+static kn_rc kn_tenant_retry_later(kn_tenant_rec_t *rec);
+static void kn_tenant_retry(kn_timer_t *timer);
+static int kn_tenant_newer_queued(kn_tenant_op_t *op);
+static void kn_tenant_drop_head(kn_tenant_rec_t *rec);
 static void kn_tenant_rec_free(kn_tenant_rec_t *rec);
 static void kn_tenant_objects(kn_tenant_rec_t *rec, const char *ns,
     json_t *spec);
@@ -441,6 +449,7 @@ kn_tenant_push(kn_tenant_t *t, const char *name, kn_tenant_op_t *op)
         strcpy(rec->name, name);
         rec->last = &rec->ops;
         kn_timer_init(&rec->timer, kn_tenant_poll, rec);
+        kn_timer_init(&rec->retry, kn_tenant_retry, rec);
         rec->next = t->recs;
         t->recs = rec;
     }
@@ -448,7 +457,13 @@ kn_tenant_push(kn_tenant_t *t, const char *name, kn_tenant_op_t *op)
     *rec->last = op;
     rec->last = &op->next;
 
-    if (rec->ops == op) {
+    if (!op->resync && kn_timer_is_set(&rec->retry)) {
+        /* the failed operation waiting to run again is superseded */
+        kn_timer_cancel(t->loop, &rec->retry);
+        kn_tenant_drop_head(rec);
+        kn_tenant_run(rec);
+
+    } else if (rec->ops == op) {
         kn_tenant_run(rec);
     }
 
@@ -837,7 +852,7 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
     kn_tenant_rec_t     **p;
     kn_tenant_resync_pt   resynced;
     void                 *resync_data;
-    int                   deleted, resync;
+    int                   deleted, resync, again;
     int64_t               generation;
     char                  name[KN_APPLIER_NAME_MAX];
 
@@ -862,12 +877,19 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
         kn_tenant_remember(t, rec->name, generation, op->spec);
     }
 
-    rec->ops = op->next;
-    if (rec->ops == NULL) {
-        rec->last = &rec->ops;
+    /*
+     * A failure the Manager hears of at once (its sync state says why); it
+     * would send the operation again only after a reconnect, so unless
+     * newer work from the Manager is queued, it runs again here later
+     * (resyncs queued behind it wait: they would apply an older spec).
+     * A failed resync is drift correction's to try again.
+     */
+    again = !ok && !resync && !kn_tenant_newer_queued(op)
+            && kn_tenant_retry_later(rec) == KN_OK;
+
+    if (!again) {
+        kn_tenant_drop_head(rec);
     }
-    json_decref(op->spec);
-    free(op);
 
     if (!resync) {
         kn_applier_finished(t->applier, KN_TENANT_KIND, rec->name,
@@ -875,6 +897,10 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
     }
 
     strcpy(name, rec->name);
+
+    if (again) {
+        return;
+    }
 
     if (rec->ops != NULL) {
         kn_tenant_run(rec);
@@ -897,6 +923,78 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
 }
 
 
+/* delays doubling from KN_TENANT_BACKOFF_MS to KN_TENANT_BACKOFF_MAX_MS */
+
+static kn_rc
+kn_tenant_retry_later(kn_tenant_rec_t *rec)
+{
+    uint64_t  delay;
+
+    delay = KN_TENANT_BACKOFF_MAX_MS;
+
+    if (rec->failures < 16
+        && ((uint64_t) KN_TENANT_BACKOFF_MS << rec->failures) < delay)
+    {
+        delay = (uint64_t) KN_TENANT_BACKOFF_MS << rec->failures;
+    }
+
+    if (kn_timer_add(rec->tenant->loop, &rec->retry, delay) != KN_OK) {
+        kn_log(rec->tenant->log, KN_LOG_WARN, "tenants: no timer left to "
+               "try \"%s\" again: it waits for the Manager to send it "
+               "again", rec->name);
+        return KN_ERROR;
+    }
+
+    rec->failures++;
+
+    kn_log(rec->tenant->log, KN_LOG_INFO, "tenants: \"%s\": trying again "
+           "in %" PRIu64 " ms (failure %u)", rec->name, delay,
+           rec->failures);
+
+    return KN_OK;
+}
+
+
+static void
+kn_tenant_retry(kn_timer_t *timer)
+{
+    kn_tenant_run(timer->data);
+}
+
+
+/* work from the Manager queued behind op (resyncs do not count) */
+
+static int
+kn_tenant_newer_queued(kn_tenant_op_t *op)
+{
+    for (op = op->next; op; op = op->next) {
+        if (!op->resync) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the head operation is over (reported, or superseded) */
+
+static void
+kn_tenant_drop_head(kn_tenant_rec_t *rec)
+{
+    kn_tenant_op_t  *op = rec->ops;
+
+    rec->ops = op->next;
+    if (rec->ops == NULL) {
+        rec->last = &rec->ops;
+    }
+
+    json_decref(op->spec);
+    free(op);
+    rec->failures = 0;
+}
+
+
 static void
 kn_tenant_rec_free(kn_tenant_rec_t *rec)
 {
@@ -904,6 +1002,7 @@ kn_tenant_rec_free(kn_tenant_rec_t *rec)
 
     kn_timer_cancel(rec->tenant->loop, &rec->timer);
     kn_suspend_cancel(rec->suspend);
+    kn_timer_cancel(rec->tenant->loop, &rec->retry);
 
     for (op = rec->ops; op; op = next) {
         next = op->next;

@@ -22,6 +22,9 @@
  * A deletion deletes the NovaTenant (background propagation) and waits,
  * bounded, until both namespaces are gone.  The work for one tenant is
  * serialised (a queue per tenant); different tenants proceed at once.
+ * An operation that fails (kube-apiserver down, say) is reported to the
+ * Manager as failed and, unless newer work for the tenant arrives, runs
+ * again after a delay doubling from 1 s to 30 s.
  *
  * kn_tenant_start() prepares the cluster before the Manager stream is
  * used: the CRDs NovaTenant and NovaClusterConfig (applied, then waited

@@ -10,6 +10,10 @@ package KubeNova::Gateway;
 #   my $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
 #                                     heartbeat => '1s', body_timeout => '3s');
 #   $gw->gw_port, $gw->ngx                     (a KubeNova::Nginx)
+#   my $api = KubeNova::Gateway->start(api_only => 1, servroot => $dir);
+#                                              # a second Manager on the
+#                                              # same database: the REST
+#                                              # API only, on a free port
 #   my $r = $gw->api(POST => 'clusters', {name => 'c'});  # $r->{json} ...
 #   my $secret = $gw->create_cluster('c');
 #
@@ -80,7 +84,8 @@ sub wait_until {
 # Options: workers (1), master_process (0), heartbeat ('10s'),
 # body_timeout ('1h'), send_timeout ('1h'), max_message (undef: default),
 # pool (4), worker_connections (256), log_level ('info'), gateway_extra,
-# http_config (appended).
+# http_config (appended); api_only (no gateway) with servroot (another
+# directory than TEST_NGINX_SERVROOT's) and port (default: a free one).
 sub start {
     my ($class, %o) = @_;
     my $ngx = KubeNova::Nginx->new(
@@ -88,8 +93,11 @@ sub start {
         workers => $o{workers} // 1,
         master_process => $o{master_process} // 0,
         worker_connections => $o{worker_connections} // 256,
+        (defined $o{servroot} ? (servroot => $o{servroot}) : ()),
+        ($o{api_only} || defined $o{port}
+            ? (port => $o{port} // free_port()) : ()),
     );
-    my $gw_port = free_port();
+    my $gw_port = $o{api_only} ? undef : free_port();
     my $self = bless { ngx => $ngx, gw_port => $gw_port, opts => \%o,
                        timeout => 10 }, $class;
     $ngx->setup_servroot;
@@ -111,10 +119,20 @@ sub config_parts {
         'client_body_timeout ' . ($o{body_timeout} // '1h') . ';',
         'send_timeout ' . ($o{send_timeout} // '1h') . ';',
         $o{gateway_extra} // '';
+    my $api = join "\n",
+        'location /api/ {',
+        '    kubenova_api;',
+        '    add_header X-Worker $pid always;',
+        '}';
+    my $pg = join "\n",
+        qq{kubenova_postgres "} . conninfo() . qq{" pool=$pool;},
+        "kubenova_admin_token_file $ENV{TEST_NGINX_ADMIN_TOKEN_FILE};";
+    return (http_config => join("\n", $pg, $o{http_config} // ''),
+            config => $api)
+        if $o{api_only};
     return (
         http_config => join("\n",
-            qq{kubenova_postgres "} . conninfo() . qq{" pool=$pool;},
-            "kubenova_admin_token_file $ENV{TEST_NGINX_ADMIN_TOKEN_FILE};",
+            $pg,
             'server {',
             "    listen 127.0.0.1:$self->{gw_port} http2;",
             '    location /kubenova.v1.OperatorGateway/ {',
@@ -123,10 +141,7 @@ sub config_parts {
             '}',
             $o{http_config} // ''),
         config => join("\n",
-            'location /api/ {',
-            '    kubenova_api;',
-            '    add_header X-Worker $pid always;',
-            '}',
+            $api,
             # the gateway over HTTP/1.1: refused with 505
             'location /kubenova.v1.OperatorGateway/ {',
             '    kubenova_operator_gateway;',
