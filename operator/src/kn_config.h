@@ -52,6 +52,10 @@ typedef struct {
     size_t          send_queue_bytes;
     size_t          max_objects;
 
+    uint64_t        usage_window_ms;
+    char            usage_spool_dir[PATH_MAX];    /* "": no usage reports */
+    size_t          usage_spool_max;
+
     kn_log_level_e  log_level;
 } kn_config_t;
 
