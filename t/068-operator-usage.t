@@ -1,6 +1,7 @@
 # Usage reporting by the Operator (operator/src/kn_usage.c, kn_spool.c,
 # kn_quantity.c) end to end: the real Manager, a real control plane and
-# the Operator with a 2 s window.
+# the Operator with a 2 s window, running as its least-privilege
+# ServiceAccount (operator/deploy/).
 #
 #   - operator/test/usage_unit_test.c (quantities, a pod's request, the
 #     spool) built plainly and with ASan/UBSan, and run;
@@ -131,7 +132,8 @@ sub start_operator {
         manager_url => 'http://127.0.0.1:' . $gw->gw_port,
         cluster => $C, secret => $secret,
         args => ['--heartbeat', '1s', '--reconnect-min', '100ms',
-                 '--reconnect-max', '1s', '--kubeconfig', $k8s->{kubeconfig},
+                 '--reconnect-max', '1s',
+                 '--kubeconfig', $k8s->operator_kubeconfig,
                  '--usage-window', '2s', '--usage-spool-dir', $spool]);
 }
 
