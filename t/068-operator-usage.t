@@ -17,7 +17,8 @@
 #     stopped): after both restart, each arrives once, and no window is
 #     reported twice;
 #   - the Manager down for several windows: every window arrives when it
-#     returns, once, contiguous, with contiguous sequences.
+#     returns, once, contiguous, with contiguous sequences; the Manager's
+#     usage API reads the same figures.
 use strict;
 use warnings;
 
@@ -471,6 +472,23 @@ is_deeply \@gaps, [], 'every window arrived, none missing, none twice '
     . '(each starts where the one before ends)';
 is_deeply [grep { !eq_hash(figures($_), \%want) } @after], [],
     '... each with the same figures';
+
+# the same through the Manager's usage API: one window, as a bucket
+my $w = $after[0];
+my $iso = sub { my @t = gmtime shift;
+                sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900,
+                        $t[4] + 1, @t[3, 2, 1, 0] };
+my $u = $gw->api(GET => "tenants/$T/usage?granularity=hour&from="
+                 . $iso->($w->{window_start}) . '&to='
+                 . $iso->($w->{window_end}));
+my @items = @{ ($u->{json} && $u->{json}{items}) || [] };
+is_deeply [map { [@$_{qw(tenant pods_max namespaces_max applications_max
+                         quota_violations cpu_core_hours gpu_hours)}] }
+           @items],
+    [[$T, 7, 2, 3, 1, '0.003028', '0.000556']],
+    'GET /tenants/{t}/usage over one window: its figures (5450m and 1 GPU '
+    . 'for 2 s: 0.003028 core-hours, 0.000556 GPU-hours)'
+    or diag explain $u->{json};
 
 is psql("SELECT count(*) - count(DISTINCT sequence) FROM usage_reports "
         . "WHERE cluster = '$C'"), 0, 'no sequence twice';
