@@ -283,6 +283,27 @@ for my $variant (sort keys %bin) {
     is $o->[-1]{stats}{requests}, 3, "one request a page$t";
     clean_exit($rc, $err, "list$t");
 
+    # ---- the same, handed over page by page; a receiver that stops
+    ($rc, $o, $err) = run_prog($bin, @kc, '--limit', 10, '--selector',
+                               'batch=p', '--pages', 0, 'list', 'v1',
+                               'configmaps', $ns);
+    $r = result($o);
+    is_deeply [@$r{qw(status error pages gathered)}, $r->{page_sizes}],
+        [200, undef, 3, 0, [10, 10, 5]],
+        "page by page: pages of 10, 10 and 5, nothing gathered$t";
+    is_deeply $r->{names}, [map { sprintf('page-%02d', $_) } 1 .. 25],
+        "... every object once, in order$t";
+    clean_exit($rc, $err, "list page by page$t");
+
+    ($rc, $o, $err) = run_prog($bin, @kc, '--limit', 10, '--selector',
+                               'batch=p', '--pages', 2, 'list', 'v1',
+                               'configmaps', $ns);
+    $r = result($o);
+    is_deeply [$r->{error}, $r->{pages}, $o->[-1]{stats}{requests}],
+        ['stopped by the page receiver', 2, 2],
+        "a page receiver that stops ends the list there$t";
+    clean_exit($rc, $err, "list stopped by its receiver$t");
+
     # ---- delete, with propagation (the controller-manager's collector)
     for my $case (['Background', 0], ['Orphan', 1]) {
         my ($policy, $survives) = @$case;

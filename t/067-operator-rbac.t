@@ -74,6 +74,7 @@ for my $yes (['create', 'namespaces'],
              ['create', 'serviceaccounts/token', '-n', 'any'],
              ['patch', 'deployments.apps', '-n', 'any'],
              ['watch', 'pods', '--all-namespaces'],
+             ['list', 'events', '--all-namespaces'],
              ['watch', 'customresourcedefinitions.apiextensions.k8s.io/'
                        . 'tenants.capsule.clastix.io'])
 {

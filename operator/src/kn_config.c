@@ -106,6 +106,20 @@ static const kn_config_option_t  kn_config_options[] = {
       offsetof(kn_config_t, kube_burst), 0, 1, 100000,
       "Kubernetes requests at once above --kube-qps (default 40)" },
 
+    { "usage-window", "KN_USAGE_WINDOW", KN_OPT_DURATION,
+      offsetof(kn_config_t, usage_window_ms), 0, 1000, 24 * 3600 * 1000,
+      "usage is reported per window of this length, whole seconds "
+      "(default 1h)" },
+
+    { "usage-spool-dir", "KN_USAGE_SPOOL_DIR", KN_STR(usage_spool_dir),
+      "directory where usage reports wait for the Manager's ack "
+      "(default: none, usage is not reported)" },
+
+    { "usage-spool-max", "KN_USAGE_SPOOL_MAX", KN_OPT_SIZE,
+      offsetof(kn_config_t, usage_spool_max), 0, 1, 1024 * 1024,
+      "most usage reports kept unacked; past it the oldest is dropped "
+      "(default 10000)" },
+
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
       "error, warn, info or debug (default info)" },
@@ -139,6 +153,8 @@ kn_config_defaults(kn_config_t *cfg)
     cfg->send_queue_messages = 65536;
     cfg->send_queue_bytes = 16 * 1024 * 1024;
     cfg->max_objects = 65536;
+    cfg->usage_window_ms = 3600 * 1000;
+    cfg->usage_spool_max = 10000;
     cfg->log_level = KN_LOG_INFO;
 
     strcpy(cfg->service_account_dir,
@@ -609,6 +625,14 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
         kn_config_error(err, err_size, "--send-queue-bytes (%zu) must hold "
                         "one message of --max-message (%zu) and its framing",
                         cfg->send_queue_bytes, cfg->max_message);
+        return KN_ERROR;
+    }
+
+    if (cfg->usage_window_ms % 1000 != 0) {
+        kn_config_error(err, err_size, "--usage-window (%llums) must be "
+                        "whole seconds: reports carry their window in "
+                        "seconds",
+                        (unsigned long long) cfg->usage_window_ms);
         return KN_ERROR;
     }
 

@@ -54,6 +54,10 @@ typedef struct {
     size_t          kube_qps;           /* 0: kn_kube's default */
     size_t          kube_burst;
 
+    uint64_t        usage_window_ms;
+    char            usage_spool_dir[PATH_MAX];    /* "": no usage reports */
+    size_t          usage_spool_max;
+
     kn_log_level_e  log_level;
 } kn_config_t;
 

@@ -110,6 +110,7 @@ struct kn_kube_req_s {
     /* kn_kube_list */
     char                 *cont;         /* the next page's continue token */
     json_t               *list;         /* first page, items gathered */
+    kn_kube_page_pt       page;         /* or the items go there */
     unsigned              pages;
     unsigned              restarts;
 
@@ -634,8 +635,10 @@ kn_kube_list(kn_kube_t *kube, const kn_kube_ref_t *ref,
     const kn_kube_list_opts_t *opts, kn_kube_done_pt done, void *data,
     kn_kube_req_t **req)
 {
-    char      path[KN_KUBE_PATH_MAX], limit[32];
-    unsigned  n;
+    char            path[KN_KUBE_PATH_MAX], limit[32];
+    kn_rc           rc;
+    unsigned        n;
+    kn_kube_req_t  *r;
 
     if (kn_kube_ref_path(kube, ref, path, sizeof(path), "list") != KN_OK) {
         return KN_ERROR;
@@ -657,8 +660,20 @@ kn_kube_list(kn_kube_t *kube, const kn_kube_ref_t *ref,
         return KN_ERROR;
     }
 
-    return kn_kube_submit(kube, KN_KUBE_LIST, "GET", path, NULL, NULL,
-                          done, data, req);
+    rc = kn_kube_submit(kube, KN_KUBE_LIST, "GET", path, NULL, NULL,
+                        done, data, &r);
+    if (rc != KN_OK) {
+        return rc;
+    }
+
+    /* set before the loop runs it: requests finish only from the loop */
+    r->page = (opts != NULL) ? opts->page : NULL;
+
+    if (req != NULL) {
+        *req = r;
+    }
+
+    return KN_OK;
 }
 
 
@@ -1278,7 +1293,7 @@ kn_kube_transfer_done(kn_transfer_t *xfer, CURLcode result)
             return;
         }
 
-        if (status == 410 && req->cont != NULL
+        if (status == 410 && req->cont != NULL && req->page == NULL
             && req->restarts < KN_KUBE_LIST_RESTARTS)
         {
             /* the continue token expired: start over for a consistent list */
@@ -1377,7 +1392,24 @@ kn_kube_list_page(kn_kube_req_t *req, json_t *page)
 
     req->pages++;
 
-    if (req->list == NULL) {
+    if (req->page != NULL) {
+        /* handed over, not gathered: the List kept is the last page's */
+        if (!json_is_array(items)) {
+            json_object_set_new(page, "items", json_array());
+            items = json_object_get(page, "items");
+        }
+
+        if (req->page(items, req->data) != KN_OK) {
+            snprintf(req->error, sizeof(req->error), "stopped by the page "
+                     "receiver");
+            return 0;
+        }
+
+        json_decref(req->list);
+        req->list = json_incref(page);
+        json_object_set_new(page, "items", json_array());
+
+    } else if (req->list == NULL) {
         req->list = json_incref(page);
         if (!json_is_array(items)) {
             json_object_set_new(page, "items", json_array());

@@ -7,7 +7,8 @@
  *                       ?fieldManager=kubenova-operator&force=true
  *   get, post (create, subresources such as serviceaccounts/x/token),
  *   delete (propagationPolicy), list (limit/continue, pages followed and
- *   gathered), any request, and a streaming request for kn_watch.
+ *   gathered, or handed over one by one), any request, and a streaming
+ *   request for kn_watch.
  *
  * Submitting a request answers a kn_rc at once (KN_ERROR: invalid, logged;
  * KN_AGAIN: max_requests are live, retry later).  A request accepted with
@@ -104,10 +105,23 @@ typedef void (*kn_kube_done_pt)(const kn_kube_result_t *res, void *data);
 typedef kn_rc (*kn_kube_stream_pt)(const char *p, size_t len, void *data);
 
 
+/*
+ * kn_kube_list with a page receiver: each page's items (borrowed, an
+ * array) go to it as they arrive instead of being gathered, so memory
+ * holds one page whatever the list's length; done then gets a List with
+ * no items.  KN_OK goes on; anything else ends the list (done reports
+ * "stopped by the page receiver").  A continue token that expires (410)
+ * ends the list with that error instead of starting over: what earlier
+ * pages gave cannot be taken back, the caller starts again.
+ */
+typedef kn_rc (*kn_kube_page_pt)(json_t *items, void *data);
+
+
 typedef struct {
-    const char  *label_selector;    /* or NULL */
-    const char  *field_selector;    /* or NULL */
-    unsigned     limit;             /* page size; 0: options.list_page_size */
+    const char      *label_selector;    /* or NULL */
+    const char      *field_selector;    /* or NULL */
+    unsigned         limit;         /* page size; 0: options.list_page_size */
+    kn_kube_page_pt  page;          /* or NULL: the items are gathered */
 } kn_kube_list_opts_t;
 
 

@@ -1,8 +1,8 @@
 /*
  * kubenova-operator: settings, the one context, the event loop, and the
- * wiring between the Manager stream and the applier.  SIGTERM or SIGINT
- * closes the stream cleanly (the Manager sees the cluster disconnect) and
- * exits 0; a second one exits at once.
+ * wiring between the Manager stream, the applier and the usage spool.
+ * SIGTERM or SIGINT closes the stream cleanly (the Manager sees the
+ * cluster disconnect) and exits 0; a second one exits at once.
  */
 
 #include <signal.h>
@@ -19,7 +19,9 @@
 #include "kn_kubeconfig.h"
 #include "kn_log.h"
 #include "kn_loop.h"
+#include "kn_spool.h"
 #include "kn_tenant.h"
+#include "kn_usage.h"
 
 
 #define KN_MAIN_MAX_TIMERS     1024
@@ -38,6 +40,8 @@ typedef struct {
     kn_tenant_t   *tenant;
     kn_drift_t    *drift;           /* watches what the tenants own */
     kn_grpc_t     *grpc;
+    kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
+    kn_usage_t    *usage;
     unsigned       stopping:1;
 } kn_ctx_t;
 
@@ -51,6 +55,12 @@ static void kn_main_update(void *data, const char *kind, const char *name,
 static void kn_main_delete(void *data, const char *kind, const char *name,
     int64_t generation);
 static void kn_main_stopped(void *data);
+static void kn_main_welcome(void *data, const Kubenova__V1__Welcome *w);
+static void kn_main_usage_ack(void *data, int64_t sequence);
+static void kn_main_disconnected(void *data, const char *reason);
+static kn_rc kn_main_send_usage(void *data,
+    const Kubenova__V1__UsageReport *report);
+static kn_rc kn_main_usage(kn_ctx_t *ctx);
 static void kn_main_applier_done(void *data, const char *kind,
     const char *name, int64_t generation, int ok, const char *error);
 static void kn_main_signal(void *data, int signo);
@@ -62,13 +72,13 @@ static int kn_main_run(kn_ctx_t *ctx);
 static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_secret,
     kn_main_applied,
-    NULL,                       /* welcome: logged by kn_grpc */
+    kn_main_welcome,
     kn_main_update,
     kn_main_delete,
-    NULL,                       /* usage_ack: no usage reports yet */
+    kn_main_usage_ack,
     NULL,                       /* status_ack: no application status yet */
     NULL,                       /* kubeconfig_ack */
-    NULL,                       /* disconnected: logged by kn_grpc */
+    kn_main_disconnected,
     kn_main_stopped
 };
 
@@ -107,6 +117,8 @@ main(int argc, char **argv)
 
     kn_grpc_destroy(ctx.grpc);
     kn_drift_destroy(ctx.drift);
+    kn_usage_destroy(ctx.usage);
+    kn_spool_close(ctx.spool);
     kn_tenant_destroy(ctx.tenant);
     kn_kube_destroy(ctx.kube);
     kn_applier_destroy(ctx.applier);
@@ -189,6 +201,10 @@ kn_main_run(kn_ctx_t *ctx)
         return 1;
     }
 
+    if (kn_main_usage(ctx) != KN_OK) {
+        return 1;
+    }
+
     if (cfg->kube_mode != KN_KUBE_NONE) {
         /* the stream starts once the cluster is prepared */
         if (kn_main_kube(ctx) != KN_OK) {
@@ -212,9 +228,36 @@ kn_main_run(kn_ctx_t *ctx)
 
 
 /*
+ * Usage: the spool is opened whenever it is configured (reports of an
+ * earlier run still go out); reports are made with Kubernetes only.
+ */
+
+static kn_rc
+kn_main_usage(kn_ctx_t *ctx)
+{
+    kn_config_t      *cfg = &ctx->config;
+    kn_spool_conf_t   sc;
+
+    if (cfg->usage_spool_dir[0] == '\0') {
+        kn_log(&ctx->log, KN_LOG_INFO, "usage: not reported (no "
+               "--usage-spool-dir)");
+        return KN_OK;
+    }
+
+    memset(&sc, 0, sizeof(sc));
+    sc.dir = cfg->usage_spool_dir;
+    sc.max_reports = cfg->usage_spool_max;
+    sc.max_message = cfg->max_message;
+
+    return kn_spool_open(ctx->loop, &ctx->log, &sc, kn_main_send_usage, ctx,
+                         &ctx->spool);
+}
+
+
+/*
  * Kubernetes: the client, and the tenant reconciler behind the applier for
  * kind Tenant; it applies the CRDs and finds the tenants the cluster holds
- * before the first hello.
+ * before the first hello.  With a spool, usage collection starts too.
  */
 
 static kn_rc
@@ -223,6 +266,7 @@ kn_main_kube(kn_ctx_t *ctx)
     char                err[KN_MAIN_ERROR_MAX];
     kn_rc               rc;
     kn_config_t        *cfg = &ctx->config;
+    kn_usage_conf_t     uc;
     kn_kubeconfig_t     kc;
     kn_kube_options_t   ko;
 
@@ -266,6 +310,18 @@ kn_main_kube(kn_ctx_t *ctx)
                          &ctx->drift);
     if (rc != KN_OK) {
         return KN_ERROR;
+    }
+
+    if (ctx->spool != NULL) {
+        uc.window_ms = cfg->usage_window_ms;
+        uc.max_message = cfg->max_message;
+
+        if (kn_usage_create(ctx->loop, &ctx->log, ctx->kube, ctx->spool, &uc,
+                            &ctx->usage) != KN_OK
+            || kn_usage_start(ctx->usage) != KN_OK)
+        {
+            return KN_ERROR;
+        }
     }
 
     return kn_tenant_start(ctx->tenant, kn_main_kube_ready, ctx);
@@ -351,6 +407,54 @@ kn_main_delete(void *data, const char *kind, const char *name,
     kn_ctx_t  *ctx = data;
 
     (void) kn_applier_delete(ctx->applier, kind, name, generation);
+}
+
+
+/* usage reports: the spool sends them over the stream */
+
+static void
+kn_main_welcome(void *data, const Kubenova__V1__Welcome *w)
+{
+    kn_ctx_t  *ctx = data;
+
+    (void) w;
+
+    if (ctx->spool != NULL) {
+        kn_spool_connected(ctx->spool);
+    }
+}
+
+
+static void
+kn_main_disconnected(void *data, const char *reason)
+{
+    kn_ctx_t  *ctx = data;
+
+    (void) reason;
+
+    if (ctx->spool != NULL) {
+        kn_spool_disconnected(ctx->spool);
+    }
+}
+
+
+static void
+kn_main_usage_ack(void *data, int64_t sequence)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->spool != NULL) {
+        kn_spool_acked(ctx->spool, sequence);
+    }
+}
+
+
+static kn_rc
+kn_main_send_usage(void *data, const Kubenova__V1__UsageReport *report)
+{
+    kn_ctx_t  *ctx = data;
+
+    return kn_grpc_send_usage(ctx->grpc, report);
 }
 
 

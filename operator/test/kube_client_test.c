@@ -8,7 +8,10 @@
  *
  *   apply   RESOURCE FILE            server-side apply of the JSON in FILE
  *   get     APIVERSION RESOURCE NS NAME
- *   list    APIVERSION RESOURCE NS   (--limit N, --selector S)
+ *   list    APIVERSION RESOURCE NS   (--limit N, --selector S,
+ *                                    --pages N: handed over page by page,
+ *                                    the receiver stopping at page N; 0:
+ *                                    never)
  *   delete  APIVERSION RESOURCE NS NAME   (--propagation P)
  *   post    APIVERSION RESOURCE NS NAME SUBRESOURCE FILE   ("-" for none)
  *   poll    APIVERSION RESOURCE NS NAME INTERVAL_MS COUNT
@@ -57,6 +60,9 @@ typedef struct {
 
 
 static test_ctx_t  ctx;
+static int         paged = -1;      /* --pages: the page to stop at */
+static json_t     *paged_names;
+static json_t     *paged_sizes;
 static int         quiet;           /* --quiet: count events, print none */
 static uint64_t    quiet_events;
 static char        quiet_last_rv[64];
@@ -153,6 +159,30 @@ body_done(const kn_kube_result_t *res, void *data)
 }
 
 
+/* list --pages: the names and each page's size, as they come */
+static kn_rc
+list_page(json_t *items, void *data)
+{
+    size_t   i;
+    json_t  *item;
+
+    (void) data;
+
+    json_array_append_new(paged_sizes, json_integer(json_array_size(items)));
+
+    if ((int) json_array_size(paged_sizes) == paged) {
+        return KN_ERROR;
+    }
+
+    json_array_foreach(items, i, item) {
+        json_array_append(paged_names, json_object_get(
+                          json_object_get(item, "metadata"), "name"));
+    }
+
+    return KN_OK;
+}
+
+
 /* list: names, pages, resourceVersion */
 static void
 list_done(const kn_kube_result_t *res, void *data)
@@ -164,6 +194,16 @@ list_done(const kn_kube_result_t *res, void *data)
 
     o = result_json(res);
     json_object_set_new(o, "pages", json_integer(res->pages));
+
+    if (paged >= 0) {
+        json_object_set_new(o, "names", paged_names);
+        json_object_set_new(o, "page_sizes", paged_sizes);
+        json_object_set_new(o, "gathered", json_integer(json_array_size(
+                            json_object_get(res->body, "items"))));
+        print_json(o);
+        finish_one();
+        return;
+    }
 
     if (res->error == NULL) {
         names = json_array();
@@ -694,6 +734,8 @@ main(int argc, char **argv)
             rv = argv[++i];
         } else if (strcmp(o, "--limit") == 0) {
             lopts.limit = (unsigned) atoi(argv[++i]);
+        } else if (strcmp(o, "--pages") == 0) {
+            paged = atoi(argv[++i]);
         } else if (strcmp(o, "--selector") == 0) {
             selector = argv[++i];
         } else if (strcmp(o, "--quiet") == 0) {
@@ -774,6 +816,11 @@ main(int argc, char **argv)
         ctx.ref.resource = argv[1];
         ctx.ref.namespace = ns_arg(argv[2]);
         lopts.label_selector = selector;
+        if (paged >= 0) {
+            lopts.page = list_page;
+            paged_names = json_array();
+            paged_sizes = json_array();
+        }
         rc = kn_kube_list(ctx.kube, &ctx.ref, &lopts, list_done, NULL, NULL);
 
     } else if (strcmp(cmd, "post") == 0 && argc == 6) {
