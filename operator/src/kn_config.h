@@ -52,6 +52,11 @@ typedef struct {
     size_t          send_queue_bytes;
     size_t          max_objects;
 
+    /* the tenants' kubeconfigs (kn_credentials) */
+    uint64_t        tenant_token_ttl_ms;
+    uint64_t        tenant_token_renew_before_ms;   /* 0: a fifth of it */
+    char            tenant_kubeconfig_server[KN_CONFIG_URL_MAX];
+
     kn_log_level_e  log_level;
 } kn_config_t;
 

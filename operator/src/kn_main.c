@@ -13,6 +13,7 @@
 
 #include "kn_applier.h"
 #include "kn_config.h"
+#include "kn_credentials.h"
 #include "kn_grpc.h"
 #include "kn_kube.h"
 #include "kn_kubeconfig.h"
@@ -35,6 +36,7 @@ typedef struct {
     kn_applier_t  *applier;
     kn_kube_t     *kube;            /* NULL: no Kubernetes configured */
     kn_tenant_t   *tenant;
+    kn_credentials_t  *creds;       /* the tenants' kubeconfigs */
     kn_grpc_t     *grpc;
     unsigned       stopping:1;
 } kn_ctx_t;
@@ -48,11 +50,15 @@ static void kn_main_update(void *data, const char *kind, const char *name,
     int64_t generation, const uint8_t *payload, size_t len);
 static void kn_main_delete(void *data, const char *kind, const char *name,
     int64_t generation);
+static void kn_main_welcome(void *data, const Kubenova__V1__Welcome *welcome);
+static void kn_main_kubeconfig_ack(void *data, const char *tenant,
+    const char *role);
 static void kn_main_stopped(void *data);
 static void kn_main_applier_done(void *data, const char *kind,
     const char *name, int64_t generation, int ok, const char *error);
 static void kn_main_signal(void *data, int signo);
 static kn_rc kn_main_kube(kn_ctx_t *ctx);
+static kn_rc kn_main_credentials(kn_ctx_t *ctx, const kn_kubeconfig_t *kc);
 static void kn_main_kube_ready(void *data, const char *version);
 static int kn_main_run(kn_ctx_t *ctx);
 
@@ -60,12 +66,12 @@ static int kn_main_run(kn_ctx_t *ctx);
 static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_secret,
     kn_main_applied,
-    NULL,                       /* welcome: logged by kn_grpc */
+    kn_main_welcome,
     kn_main_update,
     kn_main_delete,
     NULL,                       /* usage_ack: no usage reports yet */
     NULL,                       /* status_ack: no application status yet */
-    NULL,                       /* kubeconfig_ack */
+    kn_main_kubeconfig_ack,
     NULL,                       /* disconnected: logged by kn_grpc */
     kn_main_stopped
 };
@@ -105,6 +111,7 @@ main(int argc, char **argv)
 
     kn_grpc_destroy(ctx.grpc);
     kn_tenant_destroy(ctx.tenant);
+    kn_credentials_destroy(ctx.creds);
     kn_kube_destroy(ctx.kube);
     kn_applier_destroy(ctx.applier);
     kn_loop_destroy(ctx.loop);
@@ -237,6 +244,11 @@ kn_main_kube(kn_ctx_t *ctx)
     }
 
     rc = kn_kube_create(ctx->loop, &ctx->log, &kc, NULL, &ctx->kube);
+
+    if (rc == KN_OK) {
+        rc = kn_main_credentials(ctx, &kc);
+    }
+
     kn_kubeconfig_free(&kc);
 
     if (rc != KN_OK) {
@@ -249,7 +261,40 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
+    /* each tenant in place gets its kubeconfigs */
+    rc = kn_tenant_on_ready(ctx->tenant, kn_credentials_tenant, ctx->creds);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
     return kn_tenant_start(ctx->tenant, kn_main_kube_ready, ctx);
+}
+
+
+/*
+ * The tenants' kubeconfigs point at the API server the Operator uses (or
+ * the one configured for tenants), with its CA.
+ */
+
+static kn_rc
+kn_main_credentials(kn_ctx_t *ctx, const kn_kubeconfig_t *kc)
+{
+    kn_config_t            *cfg = &ctx->config;
+    kn_credentials_conf_t   cc;
+
+    memset(&cc, 0, sizeof(cc));
+    cc.cluster = cfg->cluster;
+    cc.server = cfg->tenant_kubeconfig_server[0]
+                ? cfg->tenant_kubeconfig_server : kc->server;
+    cc.ca_pem = kc->ca_pem;
+    cc.ca_pem_len = kc->ca_pem_len;
+    cc.insecure = kc->insecure;
+    cc.ttl_ms = cfg->tenant_token_ttl_ms;
+    cc.renew_before_ms = cfg->tenant_token_renew_before_ms;
+    cc.max_tenants = cfg->max_objects;
+
+    return kn_credentials_create(ctx->loop, &ctx->log, ctx->kube, ctx->grpc,
+                                 &cc, &ctx->creds);
 }
 
 
@@ -325,6 +370,32 @@ kn_main_delete(void *data, const char *kind, const char *name,
     kn_ctx_t  *ctx = data;
 
     (void) kn_applier_delete(ctx->applier, kind, name, generation);
+}
+
+
+/* a new stream: the kubeconfigs the Manager has not acked go again */
+
+static void
+kn_main_welcome(void *data, const Kubenova__V1__Welcome *welcome)
+{
+    kn_ctx_t  *ctx = data;
+
+    (void) welcome;
+
+    if (ctx->creds != NULL) {
+        kn_credentials_connected(ctx->creds);
+    }
+}
+
+
+static void
+kn_main_kubeconfig_ack(void *data, const char *tenant, const char *role)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->creds != NULL) {
+        kn_credentials_acked(ctx->creds, tenant, role);
+    }
 }
 
 
