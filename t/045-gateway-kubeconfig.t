@@ -1,7 +1,8 @@
 # Kubeconfigs an Operator issues: encrypted by the worker (AES-256-GCM,
 # kubenova_secret_key_file) before PostgreSQL sees them, bound to their
 # cluster, tenant and role, acked, and served decrypted to the tenant's
-# members only (a readonly member gets the readonly one only).
+# members only (a readonly member gets the readonly one only).  A tenant
+# placed elsewhere or being deleted has none (deleted, no longer stored).
 use strict;
 use warnings;
 
@@ -93,6 +94,27 @@ psql("UPDATE kubeconfigs SET ciphertext = (SELECT ciphertext FROM kubeconfigs "
 $r = get_kubeconfig(owner => 'owner');
 is $r->{status}, 500, 'a swapped ciphertext is refused';
 like $r->{body}, qr/"code":\s*"internal_error"/, 'with a JSON error';
+
+# kubeconfigs only for where a tenant runs: placed elsewhere or being
+# deleted, it has none (stored ones go, new ones are acked but not kept)
+sub stored { psql("SELECT count(*) FROM kubeconfigs WHERE tenant = '$_[0]'") }
+
+$op->send('s1', {kubeconfig => {tenant => 't45-other', role => 'owner',
+                  kubeconfig => encode_base64("kind: Config\n", '')}});
+ok $op->msg('s1', 'kubeconfig_ack'), "the other tenant's kubeconfig acked";
+is stored('t45-other'), 1, '... and stored';
+$gw->api_ok(PATCH => 'tenants/t45-other', {placement => {clusters => []}});
+is stored('t45-other'), 0, 'placed on no cluster: its kubeconfig is gone';
+
+is $gw->api(DELETE => 'tenants/t45-acme')->{status}, 202,
+    'the tenant is being deleted (202)';
+is stored('t45-acme'), 0, '... its kubeconfigs are gone';
+is $gw->api(GET => 'tenants/t45-acme/kubeconfig?cluster=t45-c1&role=readonly')
+    ->{status}, 404, '... and not served, even to an admin';
+$op->send('s1', {kubeconfig => {tenant => 't45-acme', role => 'owner',
+                  kubeconfig => encode_base64($kubeconfig{owner}, '')}});
+ok $op->msg('s1', 'kubeconfig_ack'), 'one sent meanwhile is acked';
+is stored('t45-acme'), 0, '... but not stored';
 
 # a bad role ends the stream with INVALID_ARGUMENT
 $op->send('s1', {kubeconfig => {tenant => 't45-acme', role => 'root',

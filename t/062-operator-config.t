@@ -72,6 +72,19 @@ my @refused = (
     [[@ok, '--nonsense', '1'], 'unknown option "--nonsense"'],
     [[@ok, 'stray'], 'unexpected argument "stray"'],
     [[@ok, '--heartbeat'], '--heartbeat needs a value'],
+    [[@ok, '--tenant-token-ttl', '5m'],
+     '--tenant-token-ttl: "5m" is out of range (600000ms to'],
+    [[@ok, '--tenant-token-ttl', '10m', '--tenant-token-renew-before', '10m'],
+     '--tenant-token-renew-before (600000ms) must be less than '
+     . '--tenant-token-ttl (600000ms)'],
+    [[@ok, '--tenant-token-renew-before', '2h'],
+     'must be less than --tenant-token-ttl (3600000ms)'],
+    [[@ok, '--tenant-kubeconfig-server', 'ftp://k8s'],
+     '--tenant-kubeconfig-server "ftp://k8s": must start with http:// or https://'],
+    [[@ok, '--tenant-kubeconfig-server', 'https://'],
+     '--tenant-kubeconfig-server "https://": no host'],
+    [[@ok, '--tenant-kubeconfig-server', 'https://k8s /x'],
+     '--tenant-kubeconfig-server: spaces and control characters'],
 );
 
 for my $case (@refused) {
@@ -93,6 +106,8 @@ like $out, qr/\Q$bad_file\E:3: unknown setting "colour"/, '... naming file and l
 ($rc, $out) = run({}, '--help');
 is $rc, 0, '--help: exit 0';
 like $out, qr/--manager-url\s+KN_MANAGER_URL/, '... listing flags and variables';
+like $out, qr/--tenant-token-ttl\s+KN_TENANT_TOKEN_TTL/,
+    '... the tenant kubeconfigs\' settings too';
 ($rc, $out) = run({}, '--version');
 is $rc, 0, '--version: exit 0';
 like $out, qr/^kubenova-operator 0\.1\.0 \(libcurl/, '... and the version';

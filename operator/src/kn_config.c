@@ -120,6 +120,24 @@ static const kn_config_option_t  kn_config_options[] = {
       "most usage reports kept unacked; past it the oldest is dropped "
       "(default 10000)" },
 
+    { "tenant-token-ttl", "KN_TENANT_TOKEN_TTL", KN_OPT_DURATION,
+      offsetof(kn_config_t, tenant_token_ttl_ms), 0, 600 * 1000,
+      366ULL * 24 * 3600 * 1000,
+      "lifetime asked for the tokens of the tenants' kubeconfigs, at "
+      "least 10m (default 1h)" },
+
+    { "tenant-token-renew-before", "KN_TENANT_TOKEN_RENEW_BEFORE",
+      KN_OPT_DURATION,
+      offsetof(kn_config_t, tenant_token_renew_before_ms), 0, 0,
+      366ULL * 24 * 3600 * 1000,
+      "renew a tenant token this long before it expires, less than "
+      "--tenant-token-ttl (default: a fifth of its lifetime)" },
+
+    { "tenant-kubeconfig-server", "KN_TENANT_KUBECONFIG_SERVER",
+      KN_STR(tenant_kubeconfig_server),
+      "API server URL written in the tenants' kubeconfigs (default: the "
+      "one the Operator uses)" },
+
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
       "error, warn, info or debug (default info)" },
@@ -131,6 +149,8 @@ static kn_rc kn_config_set(kn_config_t *cfg, const kn_config_option_t *opt,
 static kn_rc kn_config_file(kn_config_t *cfg, const char *path, char *err,
     size_t err_size);
 static kn_rc kn_config_validate(kn_config_t *cfg, char *err,
+    size_t err_size);
+static kn_rc kn_config_url(const char *name, char *url, char *err,
     size_t err_size);
 static const kn_config_option_t *kn_config_find(const char *name,
     size_t len);
@@ -155,6 +175,7 @@ kn_config_defaults(kn_config_t *cfg)
     cfg->max_objects = 65536;
     cfg->usage_window_ms = 3600 * 1000;
     cfg->usage_spool_max = 10000;
+    cfg->tenant_token_ttl_ms = 3600 * 1000;
     cfg->log_level = KN_LOG_INFO;
 
     strcpy(cfg->service_account_dir,
@@ -535,7 +556,7 @@ static kn_rc
 kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
 {
     size_t       i, len;
-    const char  *host, *env;
+    const char  *env;
 
     if (cfg->manager_url[0] == '\0') {
         kn_config_error(err, err_size, "the Manager URL is missing: "
@@ -543,38 +564,11 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
         return KN_ERROR;
     }
 
-    if (strncmp(cfg->manager_url, "http://", 7) == 0) {
-        host = cfg->manager_url + 7;
-
-    } else if (strncmp(cfg->manager_url, "https://", 8) == 0) {
-        host = cfg->manager_url + 8;
-
-    } else {
-        kn_config_error(err, err_size, "--manager-url \"%s\": must start "
-                        "with http:// or https://", cfg->manager_url);
-        return KN_ERROR;
-    }
-
-    for (i = 0; cfg->manager_url[i]; i++) {
-        if ((unsigned char) cfg->manager_url[i] <= ' '
-            || cfg->manager_url[i] == 0x7f)
-        {
-            kn_config_error(err, err_size, "--manager-url: spaces and "
-                            "control characters are not allowed");
-            return KN_ERROR;
-        }
-    }
-
-    if (host[0] == '\0' || host[0] == '/') {
-        kn_config_error(err, err_size, "--manager-url \"%s\": no host",
-                        cfg->manager_url);
-        return KN_ERROR;
-    }
-
     /* the gRPC path is appended: no trailing slash */
-    len = strlen(cfg->manager_url);
-    while (len && cfg->manager_url[len - 1] == '/') {
-        cfg->manager_url[--len] = '\0';
+    if (kn_config_url("manager-url", cfg->manager_url, err, err_size)
+        != KN_OK)
+    {
+        return KN_ERROR;
     }
 
     if (cfg->cluster[0] == '\0') {
@@ -636,6 +630,23 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
         return KN_ERROR;
     }
 
+    if (cfg->tenant_token_renew_before_ms >= cfg->tenant_token_ttl_ms) {
+        kn_config_error(err, err_size, "--tenant-token-renew-before "
+                        "(%llums) must be less than --tenant-token-ttl "
+                        "(%llums)",
+                        (unsigned long long) cfg->tenant_token_renew_before_ms,
+                        (unsigned long long) cfg->tenant_token_ttl_ms);
+        return KN_ERROR;
+    }
+
+    if (cfg->tenant_kubeconfig_server[0]
+        && kn_config_url("tenant-kubeconfig-server",
+                         cfg->tenant_kubeconfig_server, err, err_size)
+           != KN_OK)
+    {
+        return KN_ERROR;
+    }
+
     if (cfg->kubeconfig[0]) {
         if (access(cfg->kubeconfig, R_OK) != 0) {
             kn_config_error(err, err_size, "--kubeconfig \"%s\": %s",
@@ -672,6 +683,48 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
 
     } else {
         cfg->kube_mode = KN_KUBE_NONE;
+    }
+
+    return KN_OK;
+}
+
+
+/* an http:// or https:// URL with a host; trailing slashes removed */
+
+static kn_rc
+kn_config_url(const char *name, char *url, char *err, size_t err_size)
+{
+    size_t       i, len;
+    const char  *host;
+
+    if (strncmp(url, "http://", 7) == 0) {
+        host = url + 7;
+
+    } else if (strncmp(url, "https://", 8) == 0) {
+        host = url + 8;
+
+    } else {
+        kn_config_error(err, err_size, "--%s \"%s\": must start with "
+                        "http:// or https://", name, url);
+        return KN_ERROR;
+    }
+
+    for (i = 0; url[i]; i++) {
+        if ((unsigned char) url[i] <= ' ' || url[i] == 0x7f) {
+            kn_config_error(err, err_size, "--%s: spaces and control "
+                            "characters are not allowed", name);
+            return KN_ERROR;
+        }
+    }
+
+    if (host[0] == '\0' || host[0] == '/') {
+        kn_config_error(err, err_size, "--%s \"%s\": no host", name, url);
+        return KN_ERROR;
+    }
+
+    len = strlen(url);
+    while (len && url[len - 1] == '/') {
+        url[--len] = '\0';
     }
 
     return KN_OK;

@@ -58,6 +58,11 @@ typedef struct {
     char            usage_spool_dir[PATH_MAX];    /* "": no usage reports */
     size_t          usage_spool_max;
 
+    /* the tenants' kubeconfigs (kn_credentials) */
+    uint64_t        tenant_token_ttl_ms;
+    uint64_t        tenant_token_renew_before_ms;   /* 0: a fifth of it */
+    char            tenant_kubeconfig_server[KN_CONFIG_URL_MAX];
+
     kn_log_level_e  log_level;
 } kn_config_t;
 

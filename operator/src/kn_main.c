@@ -14,6 +14,7 @@
 #include "kn_applier.h"
 #include "kn_config.h"
 #include "kn_drift.h"
+#include "kn_credentials.h"
 #include "kn_grpc.h"
 #include "kn_kube.h"
 #include "kn_kubeconfig.h"
@@ -39,6 +40,7 @@ typedef struct {
     kn_kube_t     *kube;            /* NULL: no Kubernetes configured */
     kn_tenant_t   *tenant;
     kn_drift_t    *drift;           /* watches what the tenants own */
+    kn_credentials_t  *creds;       /* the tenants' kubeconfigs */
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
     kn_usage_t    *usage;
@@ -54,6 +56,8 @@ static void kn_main_update(void *data, const char *kind, const char *name,
     int64_t generation, const uint8_t *payload, size_t len);
 static void kn_main_delete(void *data, const char *kind, const char *name,
     int64_t generation);
+static void kn_main_kubeconfig_ack(void *data, const char *tenant,
+    const char *role);
 static void kn_main_stopped(void *data);
 static void kn_main_welcome(void *data, const Kubenova__V1__Welcome *w);
 static void kn_main_usage_ack(void *data, int64_t sequence);
@@ -65,6 +69,7 @@ static void kn_main_applier_done(void *data, const char *kind,
     const char *name, int64_t generation, int ok, const char *error);
 static void kn_main_signal(void *data, int signo);
 static kn_rc kn_main_kube(kn_ctx_t *ctx);
+static kn_rc kn_main_credentials(kn_ctx_t *ctx, const kn_kubeconfig_t *kc);
 static void kn_main_kube_ready(void *data, const char *version);
 static int kn_main_run(kn_ctx_t *ctx);
 
@@ -77,7 +82,7 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_delete,
     kn_main_usage_ack,
     NULL,                       /* status_ack: no application status yet */
-    NULL,                       /* kubeconfig_ack */
+    kn_main_kubeconfig_ack,
     kn_main_disconnected,
     kn_main_stopped
 };
@@ -120,6 +125,7 @@ main(int argc, char **argv)
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
     kn_tenant_destroy(ctx.tenant);
+    kn_credentials_destroy(ctx.creds);
     kn_kube_destroy(ctx.kube);
     kn_applier_destroy(ctx.applier);
     kn_loop_destroy(ctx.loop);
@@ -289,6 +295,11 @@ kn_main_kube(kn_ctx_t *ctx)
     ko.burst = (unsigned) cfg->kube_burst;
 
     rc = kn_kube_create(ctx->loop, &ctx->log, &kc, &ko, &ctx->kube);
+
+    if (rc == KN_OK) {
+        rc = kn_main_credentials(ctx, &kc);
+    }
+
     kn_kubeconfig_free(&kc);
 
     if (rc != KN_OK) {
@@ -312,6 +323,12 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
+    /* each tenant in place gets its kubeconfigs */
+    rc = kn_tenant_on_ready(ctx->tenant, kn_credentials_tenant, ctx->creds);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
     if (ctx->spool != NULL) {
         uc.window_ms = cfg->usage_window_ms;
         uc.max_message = cfg->max_message;
@@ -325,6 +342,33 @@ kn_main_kube(kn_ctx_t *ctx)
     }
 
     return kn_tenant_start(ctx->tenant, kn_main_kube_ready, ctx);
+}
+
+
+/*
+ * The tenants' kubeconfigs point at the API server the Operator uses (or
+ * the one configured for tenants), with its CA.
+ */
+
+static kn_rc
+kn_main_credentials(kn_ctx_t *ctx, const kn_kubeconfig_t *kc)
+{
+    kn_config_t            *cfg = &ctx->config;
+    kn_credentials_conf_t   cc;
+
+    memset(&cc, 0, sizeof(cc));
+    cc.cluster = cfg->cluster;
+    cc.server = cfg->tenant_kubeconfig_server[0]
+                ? cfg->tenant_kubeconfig_server : kc->server;
+    cc.ca_pem = kc->ca_pem;
+    cc.ca_pem_len = kc->ca_pem_len;
+    cc.insecure = kc->insecure;
+    cc.ttl_ms = cfg->tenant_token_ttl_ms;
+    cc.renew_before_ms = cfg->tenant_token_renew_before_ms;
+    cc.max_tenants = cfg->max_objects;
+
+    return kn_credentials_create(ctx->loop, &ctx->log, ctx->kube, ctx->grpc,
+                                 &cc, &ctx->creds);
 }
 
 
@@ -410,7 +454,7 @@ kn_main_delete(void *data, const char *kind, const char *name,
 }
 
 
-/* usage reports: the spool sends them over the stream */
+/* a new stream: unacked usage reports and kubeconfigs go again */
 
 static void
 kn_main_welcome(void *data, const Kubenova__V1__Welcome *w)
@@ -421,6 +465,10 @@ kn_main_welcome(void *data, const Kubenova__V1__Welcome *w)
 
     if (ctx->spool != NULL) {
         kn_spool_connected(ctx->spool);
+    }
+
+    if (ctx->creds != NULL) {
+        kn_credentials_connected(ctx->creds);
     }
 }
 
@@ -455,6 +503,17 @@ kn_main_send_usage(void *data, const Kubenova__V1__UsageReport *report)
     kn_ctx_t  *ctx = data;
 
     return kn_grpc_send_usage(ctx->grpc, report);
+}
+
+
+static void
+kn_main_kubeconfig_ack(void *data, const char *tenant, const char *role)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->creds != NULL) {
+        kn_credentials_acked(ctx->creds, tenant, role);
+    }
 }
 
 

@@ -96,6 +96,11 @@ struct kn_tenant_s {
     kn_tenant_observe_pt  observe;
     void                 *observe_data;
 
+    /* kn_tenant_on_ready() */
+    kn_tenant_listener_pt  listeners[KN_TENANT_MAX_LISTENERS];
+    void                  *listener_data[KN_TENANT_MAX_LISTENERS];
+    unsigned               nlisteners;
+
     /* kn_tenant_start() */
     kn_tenant_ready_pt   ready;
     void                *ready_data;
@@ -135,6 +140,7 @@ static void kn_tenant_submit(kn_tenant_rec_t *rec, const kn_kube_ref_t *ref,
 static void kn_tenant_step_done(const kn_kube_result_t *res, void *data);
 static void kn_tenant_next(kn_tenant_rec_t *rec);
 static void kn_tenant_finish(kn_tenant_rec_t *rec, int ok);
+static void kn_tenant_notify(kn_tenant_t *t, const char *name, int present);
 static void kn_tenant_poll(kn_timer_t *timer);
 static kn_rc kn_tenant_retry_later(kn_tenant_rec_t *rec);
 static void kn_tenant_retry(kn_timer_t *timer);
@@ -353,6 +359,33 @@ kn_tenant_remember(kn_tenant_t *t, const char *name, int64_t generation,
         /* a resync would apply an older spec: better none */
         json_object_del(t->applied, name);
         kn_log(t->log, KN_LOG_ERROR, "tenants: out of memory");
+    }
+}
+
+
+kn_rc
+kn_tenant_on_ready(kn_tenant_t *t, kn_tenant_listener_pt listener,
+    void *data)
+{
+    if (t->nlisteners == KN_TENANT_MAX_LISTENERS) {
+        return KN_AGAIN;
+    }
+
+    t->listeners[t->nlisteners] = listener;
+    t->listener_data[t->nlisteners] = data;
+    t->nlisteners++;
+
+    return KN_OK;
+}
+
+
+static void
+kn_tenant_notify(kn_tenant_t *t, const char *name, int present)
+{
+    unsigned  i;
+
+    for (i = 0; i < t->nlisteners; i++) {
+        t->listeners[i](t->listener_data[i], name, present);
     }
 }
 
@@ -894,6 +927,10 @@ kn_tenant_finish(kn_tenant_rec_t *rec, int ok)
     if (!resync) {
         kn_applier_finished(t->applier, KN_TENANT_KIND, rec->name,
                             generation, deleted, ok, ok ? NULL : rec->error);
+    }
+
+    if (ok && !resync) {
+        kn_tenant_notify(t, rec->name, !deleted);
     }
 
     strcpy(name, rec->name);
@@ -1545,6 +1582,7 @@ kn_tenant_list_done(const kn_kube_result_t *res, void *data)
             kn_log(t->log, KN_LOG_INFO, "tenants: the cluster holds "
                    "NovaTenant \"%s\" at generation %" PRId64 " already",
                    name, gen);
+            kn_tenant_notify(t, name, 1);
             n++;
         }
     }

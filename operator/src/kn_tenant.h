@@ -60,6 +60,16 @@ typedef struct kn_tenant_s  kn_tenant_t;
 /* the cluster is prepared; version: its gitVersion, or "" if unknown */
 typedef void (*kn_tenant_ready_pt)(void *data, const char *version);
 
+/*
+ * A tenant is in place (present 1: an apply finished, or the cluster held
+ * it completely applied at start) or gone (present 0: a deletion
+ * finished), for what builds on its namespaces and service accounts.
+ */
+typedef void (*kn_tenant_listener_pt)(void *data, const char *name,
+    int present);
+
+#define KN_TENANT_MAX_LISTENERS  4
+
 
 /* registers itself as the applier's backend for kind "Tenant" */
 kn_rc kn_tenant_create(kn_loop_t *loop, const kn_log_t *log,
@@ -69,6 +79,10 @@ void kn_tenant_destroy(kn_tenant_t *tenant);
 
 /* retried every few seconds until it succeeds; ready is called once */
 kn_rc kn_tenant_start(kn_tenant_t *tenant, kn_tenant_ready_pt ready,
+    void *data);
+
+/* KN_AGAIN: KN_TENANT_MAX_LISTENERS are registered already */
+kn_rc kn_tenant_on_ready(kn_tenant_t *tenant, kn_tenant_listener_pt listener,
     void *data);
 
 /* ms a deletion waits for the namespaces to go; default 120000 */

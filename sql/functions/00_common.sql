@@ -787,6 +787,13 @@ BEGIN
     WHERE d.tenant = tenant_name AND NOT d.deleted
       AND (d.cluster, d.kind, d.name) NOT IN
           (SELECT w.cluster, w.kind, w.name FROM api.wanted_desired_state(tenant_name) AS w);
+
+    -- kubeconfigs only for the clusters the tenant runs on: none once it is
+    -- deleting or placed elsewhere (their tokens die with its namespaces)
+    DELETE FROM kubeconfigs k
+    WHERE k.tenant = tenant_name
+      AND k.cluster NOT IN (SELECT w.cluster FROM api.wanted_desired_state(tenant_name) AS w
+                            WHERE w.kind = 'Tenant');
 END
 $$;
 

@@ -607,8 +607,9 @@ $$;
 
 
 -- A kubeconfig an Operator issued, already encrypted by the Manager (the
--- ciphertext arrives base64-encoded).  Stored for a tenant placed on the
--- cluster only; replaced by a newer one for the same (tenant, role).
+-- ciphertext arrives base64-encoded).  Stored for an active tenant placed
+-- on the cluster only (one being deleted has no kubeconfigs any more);
+-- replaced by a newer one for the same (tenant, role).
 CREATE FUNCTION gateway.kubeconfig(cluster text, stream_id text, tenant text,
                                    role text, ciphertext text)
 RETURNS TABLE (stored boolean, status integer, message text)
@@ -622,7 +623,8 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO t FROM tenants WHERE name = kubeconfig.tenant;
-    IF NOT FOUND OR NOT kubeconfig.cluster = ANY (api.placed_clusters(t)) THEN
+    IF NOT FOUND OR t.status <> 'active'
+       OR NOT kubeconfig.cluster = ANY (api.placed_clusters(t)) THEN
         RETURN QUERY SELECT false, 0, NULL::text;   -- not ours to keep
         RETURN;
     END IF;
