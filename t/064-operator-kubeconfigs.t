@@ -2,8 +2,8 @@
 # real Manager (kubeconfigs stored encrypted), a real control plane
 # (t/k8s/control-plane.sh) and the Operator with its least-privilege role.
 # For two tenants on one cluster the Operator issues an owner and a
-# readonly kubeconfig from the TokenRequest API; the Manager serves them as sent, to the tenant's
-# members and admins only.  With Debian's kubectl: the owner creates pods
+# readonly kubeconfig from the TokenRequest API; the Manager serves them
+# as sent, to the tenant's members and admins only.  With Debian's kubectl: the owner creates pods
 # in <t>-apps until the quota says no and is Forbidden in the other
 # tenant's namespace and at cluster scope; the readonly one reads but does
 # not write.  A restarted Operator issues fresh kubeconfigs, renews them
