@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include "kn_app.h"
 #include "kn_applier.h"
 #include "kn_config.h"
 #include "kn_drift.h"
@@ -38,6 +39,7 @@ typedef struct {
     kn_applier_t  *applier;
     kn_kube_t     *kube;            /* NULL: no Kubernetes configured */
     kn_tenant_t   *tenant;
+    kn_app_t      *app;             /* the tenants' Applications */
     kn_drift_t    *drift;           /* watches what the tenants own */
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
@@ -66,6 +68,7 @@ static void kn_main_applier_done(void *data, const char *kind,
 static void kn_main_signal(void *data, int signo);
 static kn_rc kn_main_kube(kn_ctx_t *ctx);
 static void kn_main_kube_ready(void *data, const char *version);
+static void kn_main_apps_ready(void *data);
 static int kn_main_run(kn_ctx_t *ctx);
 
 
@@ -119,6 +122,7 @@ main(int argc, char **argv)
     kn_drift_destroy(ctx.drift);
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
+    kn_app_destroy(ctx.app);
     kn_tenant_destroy(ctx.tenant);
     kn_kube_destroy(ctx.kube);
     kn_applier_destroy(ctx.applier);
@@ -306,6 +310,12 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
+    rc = kn_app_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
+                       &ctx->app);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
     rc = kn_drift_create(ctx->loop, &ctx->log, ctx->kube, ctx->tenant,
                          &ctx->drift);
     if (rc != KN_OK) {
@@ -346,6 +356,20 @@ kn_main_kube_ready(void *data, const char *version)
         kn_log(&ctx->log, KN_LOG_WARN, "drift correction is off: what "
                "the tenants own is only reconciled when the Manager sends "
                "it");
+    }
+
+    /* then the Application CRD and the Applications the cluster holds */
+    (void) kn_app_start(ctx->app, kn_main_apps_ready, ctx);
+}
+
+
+static void
+kn_main_apps_ready(void *data)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->stopping) {
+        return;
     }
 
     (void) kn_grpc_start(ctx->grpc);
