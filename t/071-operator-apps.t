@@ -8,6 +8,9 @@
 #   - an Application POSTed as YAML to the REST API appears in <t>-apps
 #     with its spec, labelled with its tenant, the Manager generation in an
 #     annotation, synced in the REST API; a PUT applies the new generation;
+#   - its status, patched as KubeVela would (no controller runs here),
+#     reaches the Manager (app_status, the REST API); fast changes are
+#     coalesced and the newest wins;
 #   - a restarted Operator finds them applied: nothing is applied again
 #     (resourceVersion unchanged);
 #   - a DELETE removes it from the cluster and the tombstone clears; one
@@ -15,6 +18,7 @@
 use strict;
 use warnings;
 
+use JSON::PP;
 use Test::More;
 use Time::HiRes qw(sleep);
 
@@ -145,6 +149,54 @@ ok wait_until(sub { (sync_of($T, 'web')->{applied_generation} // 0) == $gen2 },
 
 $gw->create_app($T, 'api');
 ok wait_until(sub { app_in_cluster('api') }, 30), 'a second app, applied';
+
+# --- status, as KubeVela would write it ---------------------------------
+
+# kubectl 1.20 cannot patch the status subresource: a merge patch with
+# curl as the admin
+sub patch_status {
+    my ($name, $status) = @_;
+    my $body = JSON::PP::encode_json({ status => $status });
+    my $out = `curl -sS --cacert $k8s->{ca} --cert $k8s->{admin_cert} --key $k8s->{admin_key} -X PATCH -H 'Content-Type: application/merge-patch+json' --data-binary '$body' $k8s->{server}/apis/core.oam.dev/v1beta1/namespaces/$APPS/applications/$name/status -o /dev/null -w '%{http_code}' 2>&1`;
+    return $out;
+}
+
+sub stored_status {
+    my ($app) = @_;
+    my $row = psql("SELECT generation || '|' || phase || '|' || observed_generation"
+                   . " || '|' || coalesce(workflow_state, '') || '|' || services::text"
+                   . " FROM app_status WHERE cluster = '$C' AND tenant = '$T'"
+                   . " AND app = '$app'");
+    return $row // '';
+}
+
+my $kgen = app_in_cluster('web')->{metadata}{generation};
+is patch_status('web', { status => 'runningWorkflow',
+                         observedGeneration => $kgen,
+                         workflow => { finished => JSON::PP::false },
+                         services => [{ name => 'web', healthy => JSON::PP::false,
+                                        message => 'starting' }] }),
+    '200', 'the Application status patched as KubeVela would';
+ok wait_until(sub { stored_status('web') =~ /^\Q$gen2|runningWorkflow|$kgen|running|\E/ }, 10),
+    '... the Manager stores it: phase, observedGeneration, workflow state'
+    or diag stored_status('web'), $op->log_text;
+like stored_status('web'), qr/"name": "web".*"healthy": false.*"message": "starting"|"healthy": false.*"message": "starting".*"name": "web"/,
+    '... and the services with their health';
+
+# fast changes: the last one wins
+for my $i (1 .. 5) {
+    patch_status('web', { status => $i == 5 ? 'running' : "step$i",
+                          workflow => { finished => $i == 5 ? JSON::PP::true
+                                                            : JSON::PP::false },
+                          services => [{ name => 'web', healthy => JSON::PP::true,
+                                         message => "ok $i" }] });
+}
+ok wait_until(sub { stored_status('web') =~ /\|running\|.*\|finished\|.*ok 5/ }, 10),
+    'five changes in a row: the newest is stored' or diag stored_status('web');
+my $j = $gw->api_ok(GET => "tenants/$T/apps/web")->{json};
+my ($cs) = grep { $_->{cluster} eq $C } @{ $j->{cluster_status} || [] };
+is $cs && $cs->{phase}, 'running', 'the REST API shows it'
+    or diag explain $j;
 
 # --- a restart does not apply again ---------------------------------------
 
