@@ -99,6 +99,8 @@ for my $no (['get', 'secrets', '-n', 'kube-system'],
             ['create', 'customresourcedefinitions.apiextensions.k8s.io'],
             ['patch', 'customresourcedefinitions.apiextensions.k8s.io/'
                       . 'tenants.capsule.clastix.io'],
+            ['delete', 'customresourcedefinitions.apiextensions.k8s.io/'
+                       . 'applications.core.oam.dev'],
             ['get', 'nodes'],
             ['*', '*'])
 {
@@ -130,7 +132,13 @@ for my $c (['yes', 'delete', 'kubenova.io', 'novatenants'],
            ['yes', 'create', 'capsule.clastix.io', 'tenants'],
            ['yes', 'patch', 'capsule.clastix.io', 'tenants'],
            ['no', 'delete', 'capsule.clastix.io', 'tenants'],
-           ['no', 'create', 'capsule.clastix.io', 'capsuleconfigurations'])
+           ['no', 'create', 'capsule.clastix.io', 'capsuleconfigurations'],
+           ['yes', 'create', 'core.oam.dev', 'applications'],
+           ['yes', 'patch', 'core.oam.dev', 'applications'],
+           ['yes', 'delete', 'core.oam.dev', 'applications'],
+           ['no', 'update', 'core.oam.dev', 'applications'],
+           ['no', 'patch', 'core.oam.dev', 'applications', 'status'],
+           ['no', 'update', 'core.oam.dev', 'applications', 'status'])
 {
     my ($want, $verb, $group, $res, $sub) = @$c;
     is review(verb => $verb, group => $group, resource => $res,

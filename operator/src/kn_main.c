@@ -11,6 +11,8 @@
 
 #include <curl/curl.h>
 
+#include "kn_app.h"
+#include "kn_app_status.h"
 #include "kn_applier.h"
 #include "kn_config.h"
 #include "kn_drift.h"
@@ -39,6 +41,8 @@ typedef struct {
     kn_applier_t  *applier;
     kn_kube_t     *kube;            /* NULL: no Kubernetes configured */
     kn_tenant_t   *tenant;
+    kn_app_t      *app;             /* the tenants' Applications */
+    kn_app_status_t *app_status;    /* ... and their status */
     kn_drift_t    *drift;           /* watches what the tenants own */
     kn_credentials_t  *creds;       /* the tenants' kubeconfigs */
     kn_grpc_t     *grpc;
@@ -71,6 +75,11 @@ static void kn_main_signal(void *data, int signo);
 static kn_rc kn_main_kube(kn_ctx_t *ctx);
 static kn_rc kn_main_credentials(kn_ctx_t *ctx, const kn_kubeconfig_t *kc);
 static void kn_main_kube_ready(void *data, const char *version);
+static void kn_main_apps_ready(void *data);
+static kn_rc kn_main_send_app_status(void *data,
+    const Kubenova__V1__ApplicationStatus *status);
+static void kn_main_status_ack(void *data, const char *tenant,
+    const char *app, int64_t generation);
 static int kn_main_run(kn_ctx_t *ctx);
 
 
@@ -81,7 +90,7 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_update,
     kn_main_delete,
     kn_main_usage_ack,
-    NULL,                       /* status_ack: no application status yet */
+    kn_main_status_ack,
     kn_main_kubeconfig_ack,
     kn_main_disconnected,
     kn_main_stopped
@@ -124,6 +133,8 @@ main(int argc, char **argv)
     kn_drift_destroy(ctx.drift);
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
+    kn_app_status_destroy(ctx.app_status);
+    kn_app_destroy(ctx.app);
     kn_tenant_destroy(ctx.tenant);
     kn_credentials_destroy(ctx.creds);
     kn_kube_destroy(ctx.kube);
@@ -317,6 +328,19 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
+    rc = kn_app_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
+                       &ctx->app);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
+    rc = kn_app_status_create(ctx->loop, &ctx->log, ctx->kube,
+                              kn_main_send_app_status, ctx,
+                              &ctx->app_status);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
     rc = kn_drift_create(ctx->loop, &ctx->log, ctx->kube, ctx->tenant,
                          &ctx->drift);
     if (rc != KN_OK) {
@@ -392,7 +416,48 @@ kn_main_kube_ready(void *data, const char *version)
                "it");
     }
 
+    /* then the Application CRD and the Applications the cluster holds */
+    (void) kn_app_start(ctx->app, kn_main_apps_ready, ctx);
+}
+
+
+static void
+kn_main_apps_ready(void *data)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->stopping) {
+        return;
+    }
+
+    if (kn_app_status_start(ctx->app_status) != KN_OK) {
+        kn_log(&ctx->log, KN_LOG_WARN, "the status of the Applications is "
+               "not reported");
+    }
+
     (void) kn_grpc_start(ctx->grpc);
+}
+
+
+static kn_rc
+kn_main_send_app_status(void *data,
+    const Kubenova__V1__ApplicationStatus *status)
+{
+    kn_ctx_t  *ctx = data;
+
+    return kn_grpc_send_app_status(ctx->grpc, status);
+}
+
+
+static void
+kn_main_status_ack(void *data, const char *tenant, const char *app,
+    int64_t generation)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->app_status != NULL) {
+        kn_app_status_ack(ctx->app_status, tenant, app, generation);
+    }
 }
 
 
