@@ -89,8 +89,13 @@ is psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
     my $SC = 'gw42-stall';
     my $ssecret = $gw->create_cluster($SC);
     $gw->create_tenant("$SC-t", $SC);
-    # 8000 objects of 2 kB: 16 MB, more than the client buffers unread
-    psql("INSERT INTO desired_state (cluster, kind, name, tenant, spec) "
+    # 8000 objects of 2 kB: 16 MB, more than the client buffers unread;
+    # without the NOTIFY trigger, so that they reach the stream as its
+    # hello's difference only (8000 notices still being read by a loaded
+    # worker when the hello begins would overflow its bounded queue of
+    # changes and end it UNAVAILABLE before the test is under way)
+    psql("SET session_replication_role = replica; "
+         . "INSERT INTO desired_state (cluster, kind, name, tenant, spec) "
          . "SELECT '$SC', 'Application', '$SC-t/bulk' || i, '$SC-t', "
          . "jsonb_build_object('pad', repeat('x', 2000)) "
          . "FROM generate_series(1, 8000) AS i");
@@ -98,7 +103,7 @@ is psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
     my $off = $ngx->error_log_offset;
     $op->open('stalled', paused => 1, heartbeat_every => 1, quiet => 1,
               hello => { cluster => $SC, cluster_secret => $ssecret });
-    my $stalled_worker = $gw->stream_worker($SC, $off);
+    my $stalled_worker = $gw->stream_worker($SC, $off, 30);
     ok $stalled_worker, "a stream that does not read its difference "
         . "(worker $stalled_worker)";
     sleep 0.5;
