@@ -681,31 +681,6 @@ kn_app_start_again(kn_app_t *a, const char *what, const kn_kube_result_t *res)
 }
 
 
-static int
-kn_app_established(json_t *crd)
-{
-    json_t      *c;
-    size_t       i;
-    const char  *type, *status;
-
-    json_array_foreach(json_object_get(json_object_get(crd, "status"),
-                                       "conditions"), i, c)
-    {
-        type = json_string_value(json_object_get(c, "type"));
-        status = json_string_value(json_object_get(c, "status"));
-
-        if (type != NULL && status != NULL
-            && strcmp(type, "Established") == 0
-            && strcmp(status, "True") == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 static void
 kn_app_crd_get_done(const kn_kube_result_t *res, void *data)
 {
@@ -749,7 +724,7 @@ kn_app_crd_get_done(const kn_kube_result_t *res, void *data)
         return;
     }
 
-    if (!kn_app_established(res->body)) {
+    if (!kn_kube_condition_true(res->body, "Established")) {
         if (a->start_step != KN_APP_START_ESTABLISHED) {
             a->start_step = KN_APP_START_ESTABLISHED;
             a->crd_deadline = kn_loop_now(a->loop) + KN_APP_CRD_WAIT_MS;

@@ -206,7 +206,7 @@ kn_capsule_crd_event(kn_watch_t *watch, kn_watch_event_e ev, json_t *obj,
 static int
 kn_capsule_crd_usable(json_t *crd)
 {
-    int          served, established;
+    int          served;
     size_t       i;
     json_t      *v;
     const char  *s;
@@ -229,18 +229,7 @@ kn_capsule_crd_usable(json_t *crd)
         }
     }
 
-    established = 0;
-    json_array_foreach(json_object_get(json_object_get(crd, "status"),
-                                       "conditions"), i, v)
-    {
-        s = json_string_value(json_object_get(v, "type"));
-        if (s != NULL && strcmp(s, "Established") == 0) {
-            s = json_string_value(json_object_get(v, "status"));
-            established = (s != NULL && strcmp(s, "True") == 0);
-        }
-    }
-
-    return served && established;
+    return served && kn_kube_condition_true(crd, "Established");
 }
 
 

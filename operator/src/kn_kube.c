@@ -420,6 +420,30 @@ kn_kube_segment(char *buf, size_t size, size_t *len, const char *seg)
 }
 
 
+int
+kn_kube_condition_true(json_t *obj, const char *type)
+{
+    json_t      *c;
+    size_t       i;
+    const char  *t, *status;
+
+    json_array_foreach(json_object_get(json_object_get(obj, "status"),
+                                       "conditions"), i, c)
+    {
+        t = json_string_value(json_object_get(c, "type"));
+        status = json_string_value(json_object_get(c, "status"));
+
+        if (t != NULL && status != NULL && strcmp(t, type) == 0
+            && strcmp(status, "True") == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 kn_rc
 kn_kube_path(const kn_kube_ref_t *ref, char *buf, size_t size)
 {

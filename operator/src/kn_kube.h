@@ -204,6 +204,9 @@ kn_rc kn_kube_resume(kn_kube_req_t *req);
  */
 kn_rc kn_kube_path(const kn_kube_ref_t *ref, char *buf, size_t size);
 
+/* obj's status.conditions has one of type with status "True" */
+int kn_kube_condition_true(json_t *obj, const char *type);
+
 /* Counters, for tests and metrics. */
 typedef struct {
     uint64_t  requests;             /* sent to the network */

@@ -1458,28 +1458,14 @@ static void
 kn_tenant_established_done(const kn_kube_result_t *res, void *data)
 {
     kn_tenant_t  *t = data;
-    json_t       *conds, *c;
-    size_t        i;
     kn_kube_ref_t ref;
 
     if (res != NULL) {
         if (res->error != NULL) {
             kn_tenant_start_fail(t, "reading the CRDs", res);
 
-        } else {
-            conds = json_object_get(json_object_get(res->body, "status"),
-                                    "conditions");
-            json_array_foreach(conds, i, c) {
-                if (json_is_string(json_object_get(c, "type"))
-                    && strcmp(json_string_value(json_object_get(c, "type")),
-                              "Established") == 0
-                    && json_is_string(json_object_get(c, "status"))
-                    && strcmp(json_string_value(json_object_get(c, "status")),
-                              "True") == 0)
-                {
-                    t->established++;
-                }
-            }
+        } else if (kn_kube_condition_true(res->body, "Established")) {
+            t->established++;
         }
     }
 
