@@ -155,7 +155,7 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
                                                                  NONE,  0 },
     { POST,   "clusters/:cluster/join-token",   "cluster.join_token",
-                                                                 JSON,  0 },
+                                                                 NONE,  0 },
     { GET,    "clusters/:cluster/install.yaml", "cluster.install",
                                                                  NONE,  JOIN },
     { POST,   "clusters/:cluster/register",     "cluster.register",

@@ -302,6 +302,12 @@ ngx_kubenova_register_prepare(ngx_http_request_t *r, const char *op,
 
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
 
+    csr = body ? json_object_get(body, "csr") : NULL;
+
+    if (ngx_strcmp(op, "cluster.register") == 0 && !json_is_string(csr)) {
+        return NGX_DECLINED;     /* the database answers what is wrong */
+    }
+
     if (kmcf->ca == NULL || kmcf->public_url.len == 0
         || kmcf->gateway_url.len == 0
         || (ngx_strcmp(op, "cluster.install") == 0
@@ -344,12 +350,6 @@ ngx_kubenova_register_prepare(ngx_http_request_t *r, const char *op,
     }
 
     /* the CSR, judged here so that a bad one costs no token */
-
-    csr = body ? json_object_get(body, "csr") : NULL;
-
-    if (!json_is_string(csr)) {
-        return NGX_DECLINED;     /* the database answers what is missing */
-    }
 
     rc = ngx_kubenova_ca_parse_csr((u_char *) json_string_value(csr),
                                    json_string_length(csr), &join->req,

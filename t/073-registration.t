@@ -18,6 +18,7 @@ use Digest::SHA qw(sha256_hex);
 use JSON::PP ();
 
 use KubeNova::Gateway qw(wait_until);
+use KubeNova::K8s;
 use KubeNova::Pg qw(require_pg);
 use KubeNova::Pki;
 
@@ -166,8 +167,8 @@ my $t3 = $gw->api_ok(POST => "clusters/$C/join-token")->{json}{join_token};
 my $t4 = $gw->api_ok(POST => "clusters/$C/join-token")->{json}{join_token};
 $r = $gw->register($C, { join_token => $t3, csr => $csr2->{pem} });
 is $r->{status}, 401, 'a join token replaced by a newer one: 401';
-is $gw->api(POST => "clusters/$C/join-token", undef)->{status}, 201,
-    'POST join-token without a body: 201';
+is $gw->api(POST => "clusters/$C/join-token")->{status}, 201,
+    'POST join-token again: 201';
 is KubeNova::Nginx::http_request(port => $port, method => 'POST',
     path => "/api/v1/clusters/$C/join-token")->{status}, 401,
     'POST join-token without a bearer token: 401';
@@ -264,6 +265,54 @@ is $end && $end->{code}, 'UNAUTHENTICATED',
 like $end && $end->{details}, qr/revoked or expired/, '... saying so';
 
 $op->quit;
+
+# --- the join command against a real control plane -------------------------------
+
+SKIP: {
+    my $k8s = eval { KubeNova::K8s->start };
+    skip "no control plane: $@", 12 unless $k8s;
+
+    my $K = 't73-k';
+    my $created = $gw->api_ok(POST => 'clusters', { name => $K })->{json};
+    my ($url) = $created->{join_command} =~ /^kubectl apply -f '(.*)'$/;
+    my $out = $k8s->kubectl('apply', '-f', $url);
+    is $?, 0, 'the join command (kubectl apply -f <install_url>) applies'
+        or diag $out;
+    like $out, qr{namespace/kubenova-system created}, '... the namespace';
+    like $out, qr{deployment\.apps/kubenova-operator created}, '... the Deployment';
+
+    my $sa = $k8s->kubectl_json('get', 'serviceaccount', '-n', 'kubenova-system',
+                                'kubenova-operator');
+    ok $sa, 'ServiceAccount kubenova-system/kubenova-operator';
+    my $crb = $k8s->kubectl_json('get', 'clusterrolebinding', 'kubenova-operator');
+    is $crb && $crb->{roleRef}{name}, 'kubenova-operator', 'the ClusterRole, bound';
+    ok $k8s->kubectl_json('get', 'crd', 'applications.core.oam.dev'), 'the CRDs';
+
+    my $secret = $k8s->kubectl_json('get', 'secret', '-n', 'kubenova-system',
+                                    'kubenova-join');
+    my %data = map { $_ => decode_b64($secret->{data}{$_}) }
+               keys %{ $secret ? $secret->{data} : {} };
+    is_deeply [sort keys %data], [sort 'cluster', 'join-token', 'register-url',
+                                  'gateway-url', 'ca.crt'],
+        'Secret kubenova-join: exactly the keys of the interface';
+    is $data{cluster}, $K, '... cluster';
+    is $data{'join-token'}, $created->{join_token}, '... the join token';
+    is $data{'ca.crt'}, do { local (@ARGV, $/) = $pki->{ca}{cert}; <> },
+        '... the CA, as PEM';
+
+    my $can = $k8s->kubectl('auth', 'can-i', 'update', 'secret/kubenova-operator-identity',
+        '-n', 'kubenova-system', '--as', 'system:serviceaccount:kubenova-system:kubenova-operator');
+    like $can, qr/^yes/, 'the Operator may update its identity Secret';
+
+    my $dep = $k8s->kubectl_json('get', 'deployment', '-n', 'kubenova-system',
+                                 'kubenova-operator');
+    my ($ctr) = @{ $dep ? $dep->{spec}{template}{spec}{containers} : [] };
+    is_deeply $ctr && $ctr->{command},
+        ['kubenova-operator', '--join-dir', '/etc/kubenova/join',
+         '--identity-secret', 'kubenova-system/kubenova-operator-identity'],
+        'the Deployment runs the Operator with --join-dir and --identity-secret';
+    $k8s->stop;
+}
 
 is_deeply $gw->log_problems, [], 'no [alert] or [emerg] in the error log';
 

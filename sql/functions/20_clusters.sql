@@ -152,11 +152,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     cluster_name  text := api.param(e, 'cluster');
     cur           clusters;
+    r             api.result;
 BEGIN
     PERFORM api.require_admin(c);
     SELECT * INTO cur FROM clusters WHERE name = cluster_name FOR UPDATE;
     PERFORM api.check_if_match(e, cur.generation);
-    RETURN api.cluster_store(api.cluster_input(api.body_object(e), cluster_name), cur);
+    r := api.cluster_store(api.cluster_input(api.body_object(e), cluster_name), cur);
+    IF cur.name IS NULL THEN   -- created: its join token, as for POST
+        r.body := r.body || api.join_token_issue(cluster_name, NULL, e);
+    END IF;
+    RETURN r;
 END
 $$;
 

@@ -52,29 +52,24 @@ BEGIN
         'join_token', token,
         'join_token_expires_at', api.ts(expires),
         'install_url', install,
-        'join_command', 'kubectl apply -f ''' || install || '''');
+        'join_command', 'kubectl apply -f ''' || install || '''');   -- null without install
 END
 $$;
 
--- POST /clusters/{cluster}/join-token (admin), optional body
--- {"join_token_ttl": seconds}.
+-- POST /clusters/{cluster}/join-token (admin): no body; the TTL of
+-- kubenova_join_token_ttl.
 CREATE FUNCTION api.cluster_join_token(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    body  jsonb := coalesce(e -> 'body', 'null');
-    cl    clusters;
+    cl  clusters;
 BEGIN
     PERFORM api.require_admin(c);
-    IF api.present(body) THEN
-        body := api.body_object(e);
-        PERFORM api.fail_invalid(api.check_fields(body, '', ARRAY['join_token_ttl']));
-    END IF;
     SELECT * INTO cl FROM clusters WHERE name = api.param(e, 'cluster') FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM api.fail_not_found('cluster');
     END IF;
     RETURN api.ok(201, jsonb_build_object('cluster', cl.name)
-                       || api.join_token_issue(cl.name, body -> 'join_token_ttl', e));
+                       || api.join_token_issue(cl.name, NULL, e));
 END
 $$;
 

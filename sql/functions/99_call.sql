@@ -125,7 +125,8 @@ BEGIN
             r := ROW(409, NULL, err)::api.result;
     END;
 
-    IF api.is_write_op(op) THEN
+    -- a refused registration is unauthenticated: not audited either
+    IF api.is_write_op(op) AND (op <> 'cluster.register' OR r.status = 201) THEN
         PERFORM api.audit(c,
                           coalesce(c.tenant,
                                    CASE WHEN op = 'signup' AND r.status = 201
