@@ -122,6 +122,10 @@ is $r->{status}, 422, 'register with a CSR whose signature does not hold: 422';
 
 $r = $gw->register($C, { join_token => $token });
 is $r->{status}, 422, 'register without a CSR: 422';
+$r = $gw->register($C, { join_token => $token, csr => 5, extra => 1 });
+is $r->{status}, 422, 'register with a CSR that is not a string and an unknown field: 422';
+is_deeply [sort map { $_->{field} } @{ err_of($r)->{details} || [] }], ['csr', 'extra'],
+    '... naming both';
 $r = $gw->register($C, '{"join_token": ');
 is $r->{status}, 400, 'register with broken JSON: 400';
 
