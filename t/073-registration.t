@@ -181,6 +181,8 @@ my $audit = $gw->api_ok(GET => 'audit?limit=200')->{json}{items} || [];
 ok scalar(grep { $_->{action} eq 'cluster.register' && $_->{status} == 201
                  && $_->{resource} eq "clusters/$C/register" } @$audit),
     'the registration is in the audit log';
+is scalar(grep { $_->{action} eq 'cluster.register' && $_->{status} != 201 } @$audit), 0,
+    '... the refused ones are not (unauthenticated)';
 
 # --- the gateway: mTLS only -----------------------------------------------------
 
