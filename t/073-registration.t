@@ -120,6 +120,18 @@ my $tampered = join("\n", @lines) . "\n";
 $r = $gw->register($C, { join_token => $token, csr => $tampered });
 is $r->{status}, 422, 'register with a CSR whose signature does not hold: 422';
 
+my $two = KubeNova::Pki::key_and_csr($dir, 't73-a-two', "O=acme/CN=$C");
+$r = $gw->register($C, { join_token => $token, csr => $two->{pem} });
+is $r->{status}, 422, 'register with a CSR whose subject has more than the CN: 422';
+like err_of($r)->{message}, qr/exactly CN=<cluster name>/, '... saying so';
+
+system("openssl req -new -nodes -newkey rsa:1024 -keyout $dir/t73-rsa.key "
+       . "-out $dir/t73-rsa.csr -subj /CN=$C >/dev/null 2>&1");
+my $rsa = do { local (@ARGV, $/) = "$dir/t73-rsa.csr"; <> };
+$r = $gw->register($C, { join_token => $token, csr => $rsa });
+is $r->{status}, 422, 'register with a 1024-bit RSA key: 422';
+like err_of($r)->{message}, qr/2048 bits/, '... saying so';
+
 $r = $gw->register($C, { join_token => $token });
 is $r->{status}, 422, 'register without a CSR: 422';
 $r = $gw->register($C, { join_token => $token, csr => 5, extra => 1 });
@@ -246,6 +258,12 @@ my $rid = { %$id, key => $rcsr->{key}, cert => "$dir/t73-a-renew.crt" };
 { open my $fh, '>', $rid->{cert} or die; print {$fh} $new_pem; close $fh; }
 $op->open('s6', hello => { cluster => $C }, tls => $gw->tls($rid));
 ok $op->msg('s6', 'welcome', 10), 'the renewed certificate connects';
+
+$op->send('s6', { certificate_request => { csr_pem => encode_b64("not a CSR") } });
+$issued = $op->msg('s6', 'certificate', 10);
+like $issued && $issued->{msg}{error}, qr/not a PEM certificate request/,
+    'a CertificateRequest with a malformed CSR: refused with an error';
+is $issued && $issued->{msg}{certificate_pem}, '', '... and no certificate';
 
 my $bcsr = KubeNova::Pki::key_and_csr($dir, 't73-a-bad', "CN=$B");
 $op->send('s6', { certificate_request => { csr_pem => encode_b64($bcsr->{pem}) } });
