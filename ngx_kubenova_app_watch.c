@@ -15,6 +15,7 @@
 
 #define NGX_KUBENOVA_APP_WATCH_MAX_STATE  (512 * 1024)  /* bytes of JSON */
 #define NGX_KUBENOVA_APP_WATCH_KEY_LEN    512           /* "<t>/<app>" */
+#define NGX_KUBENOVA_APP_WATCH_EXITING    500           /* ms, shutdown check */
 
 
 struct ngx_kubenova_app_watch_s {
@@ -23,6 +24,7 @@ struct ngx_kubenova_app_watch_s {
     ngx_uint_t                       count;
     ngx_uint_t                       max;
     ngx_msec_t                       heartbeat;
+    ngx_event_t                      exiting;      /* while count > 0 */
 };
 
 
@@ -59,6 +61,9 @@ typedef struct {
 static void ngx_kubenova_app_watch_notify(void *data, const char *channel,
     const char *payload);
 static void ngx_kubenova_app_watch_reset(void *data);
+static void ngx_kubenova_app_watch_exiting(ngx_event_t *ev);
+static void ngx_kubenova_app_watch_end_all(ngx_kubenova_app_watch_t *watch,
+    const char *event, const char *data, size_t len);
 static void ngx_kubenova_app_watch_ask(ngx_kubenova_app_watcher_t *w);
 static void ngx_kubenova_app_watch_answer(void *data, ngx_int_t rc,
     PGresult *res);
@@ -82,6 +87,16 @@ static const char  ngx_kubenova_app_watch_sql[] =
 
 static u_char  ngx_kubenova_app_watch_ping_text[] = ": ping\n\n";
 
+/* the data of a last "error" event the database did not write */
+
+static const char  ngx_kubenova_app_watch_db_error[] =
+    "{\"error\":{\"status\":503,\"code\":\"database_unavailable\","
+    "\"message\":\"the status could not be read; reconnect\"}}";
+
+static const char  ngx_kubenova_app_watch_too_large[] =
+    "{\"error\":{\"status\":500,\"code\":\"internal_error\","
+    "\"message\":\"the status is too large to stream; read it with GET\"}}";
+
 
 ngx_kubenova_app_watch_t *
 ngx_kubenova_app_watch_create(ngx_cycle_t *cycle, ngx_kubenova_pg_pool_t *pool,
@@ -98,6 +113,16 @@ ngx_kubenova_app_watch_create(ngx_cycle_t *cycle, ngx_kubenova_pg_pool_t *pool,
     watch->max = max;
     watch->heartbeat = heartbeat;
     ngx_queue_init(&watch->watchers);
+
+    /*
+     * not cancelable: a worker that shuts down must end its streams first
+     * (an open one would keep it waiting, or be left behind)
+     */
+
+    watch->exiting.handler = ngx_kubenova_app_watch_exiting;
+    watch->exiting.data = watch;
+    watch->exiting.log = cycle->log;
+    watch->exiting.cancelable = 0;
 
     if (ngx_kubenova_listen_subscribe("kubenova_app_status",
                                       ngx_kubenova_app_watch_notify,
@@ -147,13 +172,13 @@ ngx_kubenova_app_watch_start(ngx_http_request_t *r, const char *envelope,
     watch = kmcf->app_watch;
     kctx = ngx_http_kubenova_get_ctx(r);
 
-    if (watch == NULL || kctx == NULL) {
+    if (kctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* without the change feed the stream would miss changes */
 
-    if (!ngx_kubenova_pg_listening(watch->pool)) {
+    if (watch == NULL || !ngx_kubenova_pg_listening(watch->pool)) {
         return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "database_unavailable",
                                        "the change feed is not ready; retry");
@@ -231,6 +256,10 @@ ngx_kubenova_app_watch_start(ngx_http_request_t *r, const char *envelope,
     w->registered = 1;
     watch->count++;
 
+    if (!watch->exiting.timer_set) {
+        ngx_add_timer(&watch->exiting, NGX_KUBENOVA_APP_WATCH_EXITING);
+    }
+
     w->kctx = kctx;
     kctx->app_watch = w;
     r->write_event_handler = ngx_kubenova_app_watch_write;
@@ -294,20 +323,48 @@ ngx_kubenova_app_watch_reset(void *data)
 {
     ngx_kubenova_app_watch_t  *watch = data;
 
-    ngx_queue_t                 *q;
-    ngx_connection_t            *c;
-    ngx_kubenova_app_watcher_t  *w;
-
     static const char  lost[] =
         "{\"error\":{\"status\":503,\"code\":\"database_unavailable\","
         "\"message\":\"the change feed was lost; reconnect\"}}";
+
+    ngx_kubenova_app_watch_end_all(watch, "error", lost, sizeof(lost) - 1);
+}
+
+
+static void
+ngx_kubenova_app_watch_exiting(ngx_event_t *ev)
+{
+    ngx_kubenova_app_watch_t  *watch = ev->data;
+
+    static const char  bye[] =
+        "{\"error\":{\"status\":503,\"code\":\"database_unavailable\","
+        "\"message\":\"the server is shutting down; reconnect\"}}";
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_kubenova_app_watch_end_all(watch, "error", bye, sizeof(bye) - 1);
+        return;
+    }
+
+    if (watch->count) {
+        ngx_add_timer(ev, NGX_KUBENOVA_APP_WATCH_EXITING);
+    }
+}
+
+
+static void
+ngx_kubenova_app_watch_end_all(ngx_kubenova_app_watch_t *watch,
+    const char *event, const char *data, size_t len)
+{
+    ngx_queue_t                 *q;
+    ngx_connection_t            *c;
+    ngx_kubenova_app_watcher_t  *w;
 
     while (!ngx_queue_empty(&watch->watchers)) {
         q = ngx_queue_head(&watch->watchers);
         w = ngx_queue_data(q, ngx_kubenova_app_watcher_t, queue);
         c = w->request->connection;
 
-        ngx_kubenova_app_watch_end(w, "error", lost, sizeof(lost) - 1);
+        ngx_kubenova_app_watch_end(w, event, data, len);
         ngx_http_run_posted_requests(c);
     }
 }
@@ -334,7 +391,8 @@ ngx_kubenova_app_watch_ask(ngx_kubenova_app_watcher_t *w)
     rc = ngx_kubenova_pg_query(w->watch->pool, &w->query);
 
     if (rc != NGX_AGAIN) {
-        ngx_kubenova_app_watch_end(w, "error", NULL, 0);
+        ngx_kubenova_app_watch_end(w, "error", ngx_kubenova_app_watch_db_error,
+                                   sizeof(ngx_kubenova_app_watch_db_error) - 1);
         return;
     }
 
@@ -367,7 +425,8 @@ ngx_kubenova_app_watch_answer(void *data, ngx_int_t rc, PGresult *res)
                           PQresultErrorMessage(res));
         }
 
-        ngx_kubenova_app_watch_end(w, "error", NULL, 0);
+        ngx_kubenova_app_watch_end(w, "error", ngx_kubenova_app_watch_db_error,
+                                   sizeof(ngx_kubenova_app_watch_db_error) - 1);
         goto done;
     }
 
@@ -391,7 +450,8 @@ ngx_kubenova_app_watch_answer(void *data, ngx_int_t rc, PGresult *res)
     rc = ngx_kubenova_app_watch_keep(w, body, len);
 
     if (rc == NGX_DECLINED) {
-        ngx_kubenova_app_watch_end(w, "error", NULL, 0);
+        ngx_kubenova_app_watch_end(w, "error", ngx_kubenova_app_watch_too_large,
+                                   sizeof(ngx_kubenova_app_watch_too_large) - 1);
         goto done;
     }
 
@@ -590,12 +650,6 @@ ngx_kubenova_app_watch_ping(ngx_event_t *ev)
 
     c = w->request->connection;
 
-    if (ngx_exiting || ngx_terminate) {
-        ngx_kubenova_app_watch_end(w, NULL, NULL, 0);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
     /* a stream busy writing needs no sign of life */
 
     if (!w->writing
@@ -613,8 +667,8 @@ ngx_kubenova_app_watch_ping(ngx_event_t *ev)
 
 
 /*
- * The last event (none when event is NULL; data NULL: {"name", "tenant",
- * "state": event}), then the end of the response.  w may be gone after.
+ * The last event (data NULL: {"tenant", "name", "state": event}), then the
+ * end of the response.  w may be gone after.
  */
 
 static void
@@ -635,7 +689,7 @@ ngx_kubenova_app_watch_end(ngx_kubenova_app_watcher_t *w, const char *event,
 
     dump = NULL;
 
-    if (event && data == NULL) {
+    if (data == NULL) {
         slash = (u_char *) ngx_strchr(w->key, '/');
         json = json_pack("{s:s%,s:s,s:s}",
                          "tenant", (const char *) w->key,
@@ -662,23 +716,21 @@ ngx_kubenova_app_watch_end(ngx_kubenova_app_watcher_t *w, const char *event,
         goto failed;
     }
 
-    if (event) {
-        p = ngx_pnalloc(r->pool, sizeof("event: \ndata: \n\n") - 1
-                                 + ngx_strlen(event) + len);
-        if (p == NULL) {
-            goto failed;
-        }
-
-        b->start = p;
-        b->pos = p;
-        p = ngx_sprintf(p, "event: %s\ndata: ", event);
-        p = ngx_cpymem(p, data, len);
-        *p++ = '\n';
-        *p++ = '\n';
-        b->last = p;
-        b->end = p;
-        b->memory = 1;
+    p = ngx_pnalloc(r->pool, sizeof("event: \ndata: \n\n") - 1
+                             + ngx_strlen(event) + len);
+    if (p == NULL) {
+        goto failed;
     }
+
+    b->start = p;
+    b->pos = p;
+    p = ngx_sprintf(p, "event: %s\ndata: ", event);
+    p = ngx_cpymem(p, data, len);
+    *p++ = '\n';
+    *p++ = '\n';
+    b->last = p;
+    b->end = p;
+    b->memory = 1;
 
     if (dump) {
         free(dump);
@@ -718,6 +770,10 @@ ngx_kubenova_app_watch_detach(ngx_kubenova_app_watcher_t *w)
     w->registered = 0;
     ngx_queue_remove(&w->queue);
     w->watch->count--;
+
+    if (w->watch->count == 0 && w->watch->exiting.timer_set) {
+        ngx_del_timer(&w->watch->exiting);
+    }
 
     ngx_kubenova_pg_query_cancel(&w->query);
     w->querying = 0;

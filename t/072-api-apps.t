@@ -18,7 +18,7 @@
 #     then every change (an ApplicationStatus from the Operator), ": ping"
 #     heartbeats, a last "deleted" event; at most kubenova_app_watchers
 #     streams per worker (503 past it), a client that goes away frees its
-#     slot.
+#     slot; a reload ends the old worker's streams (no socket left open).
 use strict;
 use warnings;
 
@@ -37,7 +37,7 @@ require_pg();
 my $JSON = JSON::PP->new->utf8->canonical;
 
 my $gw = KubeNova::Gateway->start(
-    heartbeat => '10s',
+    heartbeat => '10s', master_process => 1,
     http_config => "kubenova_app_watchers 3;\nkubenova_app_watch_heartbeat 1s;");
 my $port = $gw->ngx->port;
 my $off = $gw->ngx->error_log_offset;
@@ -403,6 +403,16 @@ is $gw->api(POST => "tenants/$A/apps", app('web'))->{status}, 201,
 
 $op->close('s2');
 $_->{sock}->close for grep { $_->{sock} } $more[1], $again, $other, $none, $over;
+
+# a reload: the old worker ends its streams and exits
+my $last = sse_open("tenants/$A/apps/web/status?watch=1");
+ok sse_next($last, sub { $_[0]{event} eq 'status' }, 10), 'a stream before a reload';
+my @old = $gw->ngx->worker_pids;
+ok $gw->ngx->reload, 'reload';
+$ev = sse_next($last, sub { 1 }, 20);
+is $ev && $ev->{event}, 'error', 'the old worker\'s stream ends with an error event';
+like $ev && $ev->{data}{error}{message}, qr/shutting down/, '... saying why';
+ok wait_until(sub { !grep { kill 0, $_ } @old }, 20), 'and the old worker exits';
 
 is_deeply $gw->log_problems($off), [], 'no [alert] or [emerg] in the error log';
 
