@@ -332,6 +332,39 @@ ok $ev && entry_of($ev)->{healthy} eq json_false, 'the next change: one more eve
 sse_pump($st, 2.5);
 cmp_ok $st->{pings}, '>=', 1, 'heartbeat comments (": ping") on an idle stream';
 
+# a reader that does not read: nginx keeps one event in flight and the
+# newest state, so when it reads again it gets fewer events than changes
+# and the last one is the newest.  40 changes of ~230 KB each (9 MB) are
+# more than the kernel's socket buffers take (tcp_wmem's 4 MB at most while
+# the reader's window stays at tcp_rmem's default)
+{
+    $gw->api_ok(POST => "tenants/$A/apps", app('burst'));
+    my $slow = sse_open("tenants/$A/apps/burst/status?watch=1");
+    ok sse_next($slow, sub { $_[0]{event} eq 'status' }, 10), 'a slow reader\'s stream';
+    my $n = 40;
+    my $services = [map { { name => "svc$_", healthy => json_false,
+                            message => 'x' x 200 } } 1 .. 1000];
+    my $t0 = time;
+    for my $i (1 .. $n) {
+        $op->send('s', { app_status => { tenant => $A, app => 'burst', generation => 1,
+                                         phase => "phase$i", services => $services } });
+        $op->msg('s', 'status_ack', 10);
+    }
+    note sprintf 'sent in %.1f s', time - $t0;
+    $t0 = time;
+    my (@seen, $e);
+    while ($e = sse_next($slow, sub { $_[0]{event} eq 'status' }, 10)) {
+        my $phase = entry_of($e)->{phase} // '';
+        push @seen, $phase if $phase =~ /^phase/;
+        last if $phase eq "phase$n";
+    }
+    note sprintf 'read in %.1f s', time - $t0;
+    is $seen[-1], "phase$n", "$n large changes: the reader ends at the newest";
+    cmp_ok scalar @seen, '<', $n,
+        '... having skipped those it had no time for (' . scalar(@seen) . " events)";
+    close $slow->{sock};
+}
+
 # authorization as GET: another tenant's owner may not watch
 $gw->api_ok(POST => "tenants/$B/users", { name => 't72-b-owner', role => 'owner' });
 my $tok_b = $gw->api_ok(POST => 'users/t72-b-owner/tokens', { name => 'k' })->{json}{token};
