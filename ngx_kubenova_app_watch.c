@@ -69,6 +69,8 @@ static void ngx_kubenova_app_watch_answer(void *data, ngx_int_t rc,
     PGresult *res);
 static ngx_int_t ngx_kubenova_app_watch_keep(ngx_kubenova_app_watcher_t *w,
     const char *state, size_t len);
+static ngx_int_t ngx_kubenova_app_watch_reserve(ngx_kubenova_app_watcher_t *w,
+    u_char **buf, size_t *size, size_t n);
 static ngx_int_t ngx_kubenova_app_watch_send(ngx_kubenova_app_watcher_t *w);
 static ngx_int_t ngx_kubenova_app_watch_output(ngx_kubenova_app_watcher_t *w,
     u_char *data, size_t len);
@@ -479,8 +481,6 @@ static ngx_int_t
 ngx_kubenova_app_watch_keep(ngx_kubenova_app_watcher_t *w, const char *state,
     size_t len)
 {
-    u_char  *p;
-
     if (len > NGX_KUBENOVA_APP_WATCH_MAX_STATE) {
         return NGX_DECLINED;
     }
@@ -491,23 +491,43 @@ ngx_kubenova_app_watch_keep(ngx_kubenova_app_watcher_t *w, const char *state,
         return NGX_DONE;
     }
 
-    if (len > w->state_size) {
-        p = ngx_alloc(len, w->request->connection->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (w->state) {
-            ngx_free(w->state);
-        }
-
-        w->state = p;
-        w->state_size = len;
+    if (ngx_kubenova_app_watch_reserve(w, &w->state, &w->state_size, len)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     ngx_memcpy(w->state, state, len);
     w->state_len = len;
     w->unsent = 1;
+
+    return NGX_OK;
+}
+
+
+/* a buffer of the watcher's (ngx_alloc) at least n bytes long; no copy */
+
+static ngx_int_t
+ngx_kubenova_app_watch_reserve(ngx_kubenova_app_watcher_t *w, u_char **buf,
+    size_t *size, size_t n)
+{
+    u_char  *p;
+
+    if (n <= *size) {
+        return NGX_OK;
+    }
+
+    p = ngx_alloc(n, w->request->connection->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (*buf) {
+        ngx_free(*buf);
+    }
+
+    *buf = p;
+    *size = n;
 
     return NGX_OK;
 }
@@ -529,18 +549,10 @@ ngx_kubenova_app_watch_send(ngx_kubenova_app_watcher_t *w)
 
     n = sizeof(head) - 1 + w->state_len + 2;
 
-    if (n > w->event_size) {
-        p = ngx_alloc(n, w->request->connection->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (w->event) {
-            ngx_free(w->event);
-        }
-
-        w->event = p;
-        w->event_size = n;
+    if (ngx_kubenova_app_watch_reserve(w, &w->event, &w->event_size, n)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     p = ngx_cpymem(w->event, head, sizeof(head) - 1);
@@ -593,7 +605,7 @@ ngx_kubenova_app_watch_written(ngx_kubenova_app_watcher_t *w, ngx_int_t rc)
     c = w->request->connection;
     wev = c->write;
 
-    if (rc == NGX_AGAIN || (c->buffered & NGX_HTTP_WRITE_BUFFERED)) {
+    if (rc == NGX_AGAIN || c->buffered) {
         w->writing = 1;
 
         clcf = ngx_http_get_module_loc_conf(w->request, ngx_http_core_module);
@@ -624,7 +636,11 @@ ngx_kubenova_app_watch_write(ngx_http_request_t *r)
 
     c = r->connection;
     kctx = ngx_http_kubenova_get_ctx(r);
-    w = kctx->app_watch;
+    w = kctx ? kctx->app_watch : NULL;
+
+    if (w == NULL) {
+        return;              /* ended: ngx_http_writer's from now on */
+    }
 
     if (c->write->timedout) {
         c->timedout = 1;

@@ -260,7 +260,9 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION api.app_get(c api.caller, e jsonb) RETURNS api.result
+-- The app a read names (GET .../apps/{name}[/status]): 404 when there is
+-- none the caller may see.
+CREATE FUNCTION api.app_read(c api.caller, e jsonb) RETURNS applications
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     t  tenants := api.tenant_scope(c, api.param(e, 'tenant'), false);
@@ -270,6 +272,15 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM api.fail_not_found('application');
     END IF;
+    RETURN a;
+END
+$$;
+
+CREATE FUNCTION api.app_get(c api.caller, e jsonb) RETURNS api.result
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    a  applications := api.app_read(c, e);
+BEGIN
     RETURN api.ok(200, api.app_json(a), a.generation);
 END
 $$;
@@ -279,13 +290,8 @@ $$;
 CREATE FUNCTION api.app_status(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    t  tenants := api.tenant_scope(c, api.param(e, 'tenant'), false);
-    a  applications;
+    a  applications := api.app_read(c, e);
 BEGIN
-    SELECT * INTO a FROM applications WHERE tenant = t.name AND name = api.param(e, 'app');
-    IF NOT FOUND THEN
-        PERFORM api.fail_not_found('application');
-    END IF;
     RETURN api.ok(200, api.app_status_json(a), a.generation);
 END
 $$;
