@@ -6,7 +6,7 @@
 #     other namespace anywhere (metadata, topology and override policies,
 #     component and trait properties, raw objects) and for clusters outside
 #     the tenant's placement (topology clusters and label selectors,
-#     workflow steps); tenant A cannot reach tenant B by any of them;
+#     workflow steps, traits); tenant A cannot reach tenant B by any of them;
 #     nothing stored on any error; 400 malformed YAML, 413 oversized;
 #   - POST /users/{t}/apps, the spec's alias;
 #   - GET .../apps/{name} and .../status: one entry per cluster (sync state,
@@ -144,6 +144,10 @@ my @bad = (
       { %{ app('x') }, spec => { components => [{ name => 'raw', type => 'k8s-objects',
           properties => { objects => [{ apiVersion => 'v1', kind => 'ConfigMap',
               metadata => { name => 'c', namespace => "$B-apps" } }] } }] } } ],
+    [ 'spec.components[0].traits[0].properties.clusters[0]',
+      { %{ app('x') }, spec => { components => [{ name => 'web', type => 'webservice',
+          properties => { image => 'nginx' },
+          traits => [{ type => 'multicluster', properties => { clusters => [$CB] } }] }] } } ],
     [ 'spec.workflow.steps[0].properties.cluster',
       app('x', workflow => { steps => [{ name => 's', type => 'apply-component',
                                          properties => { component => 'web', cluster => $CB } }] }) ],

@@ -126,9 +126,10 @@ $$;
 --   * no member called "namespace" anywhere under spec (topology and
 --     override policies, component and trait properties, raw objects of
 --     k8s-objects components, workflow steps) names another namespace;
---   * under spec.policies and spec.workflow, a "cluster" or the entries of
---     a "clusters" list name clusters of the tenant's placement ("local":
---     the cluster the Application is applied to), and a topology policy's
+--   * anywhere under spec (policies, workflow steps, component and trait
+--     properties), a "cluster" or the entries of a "clusters" list name
+--     clusters of the tenant's placement ("local": the cluster the
+--     Application is applied to), and a topology policy's
 --     clusterLabelSelector (or clusterSelector) selects no other cluster
 --     (an empty one selects every cluster).
 CREATE FUNCTION api.validate_app(doc jsonb, tenant_name text) RETURNS jsonb
@@ -190,7 +191,6 @@ BEGIN
             errors := errors || api.field_error(m.path,
                 'must be "' || ns || '" (the tenant''s namespace)');
         END IF;
-        CONTINUE WHEN m.path !~ '^spec\.(policies|workflow)\M';
         IF m.key = 'cluster' AND api.present(m.value)
            AND NOT (jsonb_typeof(m.value) = 'string' AND m.value ->> 0 = ANY (allowed)) THEN
             errors := errors || api.field_error(m.path,
