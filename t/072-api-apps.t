@@ -22,8 +22,6 @@
 use strict;
 use warnings;
 
-use IO::Select;
-use IO::Socket::INET;
 use JSON::PP;
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -31,6 +29,7 @@ use Time::HiRes qw(time sleep);
 use KubeNova::Gateway qw(wait_until json_true json_false);
 use KubeNova::Nginx;
 use KubeNova::Pg qw(psql require_pg);
+use KubeNova::Sse;
 
 require_pg();
 
@@ -239,57 +238,7 @@ is $c->{applied_generation}, $gen{"$A/web"}, '... applied_generation';
 
 # --- server-sent events -------------------------------------------------
 
-sub sse_open {
-    my ($path, $token) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
-        or die "connect: $!";
-    print $s "GET /api/v1/$path HTTP/1.0\r\nHost: localhost\r\n"
-        . "Authorization: Bearer " . ($token // $ENV{TEST_NGINX_ADMIN_TOKEN})
-        . "\r\n\r\n";
-    return { sock => $s, buf => '', events => [], pings => 0 };
-}
-
-# reads for up to $timeout s; parses what came; true when the server closed
-sub sse_pump {
-    my ($st, $timeout) = @_;
-    my $sel = IO::Select->new($st->{sock});
-    my $deadline = time + $timeout;
-    while ((my $left = $deadline - time) > 0) {
-        last unless $sel->can_read($left);
-        my $n = sysread $st->{sock}, my $chunk, 65536;
-        if (!$n) { $st->{closed} = 1; last }
-        $st->{buf} .= $chunk;
-        last;
-    }
-    if (!defined $st->{status} && $st->{buf} =~ s/\A(.*?)\r\n\r\n//s) {
-        my $head = $1;
-        ($st->{status}) = $head =~ m{^HTTP/1\.\d (\d+)};
-        ($st->{type}) = $head =~ m{^Content-Type: ([^\r\n]+)}mi;
-    }
-    if (defined $st->{status} && $st->{status} == 200) {
-        while ($st->{buf} =~ s/\A(.*?)\n\n//s) {
-            my $block = $1;
-            if ($block eq ': ping') { $st->{pings}++; next }
-            my ($ev) = $block =~ /^event: (\S+)$/m;
-            my ($data) = $block =~ /^data: (.*)$/m;
-            push @{ $st->{events} }, { event => $ev, data => eval { $JSON->decode($data) } };
-        }
-    }
-    return $st->{closed};
-}
-
-# the first unseen event that satisfies $pred, waiting up to $timeout s
-sub sse_next {
-    my ($st, $pred, $timeout) = @_;
-    my $deadline = time + $timeout;
-    while (1) {
-        while (my $e = shift @{ $st->{events} }) {
-            return $e if $pred->($e);
-        }
-        return undef if $st->{closed} || time > $deadline;
-        sse_pump($st, 0.2);
-    }
-}
+sub sse_open { KubeNova::Sse->open($port, @_) }
 
 sub entry_of {
     my ($e) = @_;
@@ -297,7 +246,7 @@ sub entry_of {
 }
 
 my $st = sse_open("tenants/$A/apps/web/status?watch=1");
-my $first = sse_next($st, sub { 1 }, 10);
+my $first = $st->next(sub { 1 }, 10);
 is $st->{status}, 200, 'watch: 200';
 is $st->{type}, 'text/event-stream', '... text/event-stream';
 is $first->{event}, 'status', 'the first event: the current state';
@@ -310,7 +259,7 @@ $op->send('s', { app_status => { tenant => $A, app => 'web', generation => $gen{
                                  workflow_state => 'succeeded',
                                  services => [{ name => 'web', healthy => json_true,
                                                 message => 'Ready:1/1' }] } });
-my $ev = sse_next($st, sub { (entry_of($_[0])->{phase} // '') eq 'running' }, 10);
+my $ev = $st->next(sub { (entry_of($_[0])->{phase} // '') eq 'running' }, 10);
 ok $ev, 'an ApplicationStatus from the Operator arrives as an event';
 note sprintf 'status to event: %.0f ms', 1000 * (time - $t0);
 is_deeply [@{ entry_of($ev) }{qw(phase healthy observed_generation workflow_state)}],
@@ -330,11 +279,11 @@ $op->send('s', { app_status => { tenant => $A, app => 'web', generation => $gen{
                                  phase => 'workflowSuspending', observed_generation => 1,
                                  services => [{ name => 'web', healthy => json_false,
                                                 message => 'restarting' }] } });
-$ev = sse_next($st, sub { (entry_of($_[0])->{phase} // '') eq 'workflowSuspending' }, 10);
+$ev = $st->next(sub { (entry_of($_[0])->{phase} // '') eq 'workflowSuspending' }, 10);
 ok $ev && entry_of($ev)->{healthy} eq json_false, 'the next change: one more event, unhealthy';
 
-sse_pump($st, 2.5);
-cmp_ok $st->{pings}, '>=', 1, 'heartbeat comments (": ping") on an idle stream';
+ok wait_until(sub { $st->pump(0.2); $st->{pings} >= 2 }, 10),
+    'heartbeat comments (": ping") on an idle stream';
 
 # a reader that does not read: nginx keeps one event in flight and the
 # newest state, so when it reads again it gets fewer events than changes
@@ -344,7 +293,7 @@ cmp_ok $st->{pings}, '>=', 1, 'heartbeat comments (": ping") on an idle stream';
 {
     $gw->api_ok(POST => "tenants/$A/apps", app('burst'));
     my $slow = sse_open("tenants/$A/apps/burst/status?watch=1");
-    ok sse_next($slow, sub { $_[0]{event} eq 'status' }, 10), 'a slow reader\'s stream';
+    ok $slow->next(sub { $_[0]{event} eq 'status' }, 10), 'a slow reader\'s stream';
     my $n = 40;
     my $services = [map { { name => "svc$_", healthy => json_false,
                             message => 'x' x 200 } } 1 .. 1000];
@@ -357,7 +306,7 @@ cmp_ok $st->{pings}, '>=', 1, 'heartbeat comments (": ping") on an idle stream';
     note sprintf 'sent in %.1f s', time - $t0;
     $t0 = time;
     my (@seen, $e);
-    while ($e = sse_next($slow, sub { $_[0]{event} eq 'status' }, 10)) {
+    while ($e = $slow->next(sub { $_[0]{event} eq 'status' }, 10)) {
         my $phase = entry_of($e)->{phase} // '';
         push @seen, $phase if $phase =~ /^phase/;
         last if $phase eq "phase$n";
@@ -366,32 +315,32 @@ cmp_ok $st->{pings}, '>=', 1, 'heartbeat comments (": ping") on an idle stream';
     is $seen[-1], "phase$n", "$n large changes: the reader ends at the newest";
     cmp_ok scalar @seen, '<', $n,
         '... having skipped those it had no time for (' . scalar(@seen) . " events)";
-    close $slow->{sock};
+    $slow->close;
 }
 
 # authorization as GET: another tenant's owner may not watch
 $gw->api_ok(POST => "tenants/$B/users", { name => 't72-b-owner', role => 'owner' });
 my $tok_b = $gw->api_ok(POST => 'users/t72-b-owner/tokens', { name => 'k' })->{json}{token};
 my $other = sse_open("tenants/$A/apps/web/status?watch=1", $tok_b);
-sse_pump($other, 5) until $other->{closed} || defined $other->{status};
+$other->wait_status(10);
 isnt $other->{status}, 200, "tenant B's owner may not watch A's app ($other->{status})";
 my $none = sse_open("tenants/$A/apps/nosuch/status?watch=1");
-sse_pump($none, 5) until $none->{closed} || defined $none->{status};
+$none->wait_status(10);
 is $none->{status}, 404, 'no such app: 404';
 
 # the limit: 3 per worker (one is open)
 my @more = map { sse_open("tenants/$A/apps/alias/status?watch=1") } 1 .. 2;
-ok !grep({ !sse_next($_, sub { 1 }, 10) } @more), 'three streams open';
+ok !grep({ !$_->next(sub { 1 }, 10) } @more), 'three streams open';
 my $over = sse_open("tenants/$A/apps/alias/status?watch=1");
-sse_pump($over, 5) until $over->{closed} || defined $over->{status};
+$over->wait_status(10);
 is $over->{status}, 503, 'a fourth: 503';
 like $over->{buf}, qr/too_many_watchers/, '... too_many_watchers';
 
-close $more[0]{sock};
+$more[0]->close;
 my $again;
 ok wait_until(sub {
         $again = sse_open("tenants/$A/apps/alias/status?watch=1");
-        sse_pump($again, 1) until $again->{closed} || defined $again->{status};
+        $again->wait_status(10);
         ($again->{status} // 0) == 200;
     }, 10), 'a client that went away freed its slot';
 
@@ -408,7 +357,7 @@ is $r->{status}, 202, 'DELETE: 202';
 ($j, $c) = cluster_view('web');
 is_deeply [@$j{qw(state pending)}, $c->{sync}], ['deleting', [$CA], 'deleting'],
     'GET: deleting, the offline cluster pending';
-$ev = sse_next($st, sub { ($_[0]{data}{state} // '') eq 'deleting' }, 10);
+$ev = $st->next(sub { ($_[0]{data}{state} // '') eq 'deleting' }, 10);
 ok $ev, 'the stream shows deleting';
 
 $r = $gw->api(POST => "tenants/$A/apps", app('web'));
@@ -430,23 +379,22 @@ $op->send('s2', { ack => { kind => 'Application', name => "$A/web",
                            generation => $del->{msg}{generation}, ok => json_true } });
 ok wait_until(sub { ($gw->api(GET => "tenants/$A/apps/web")->{status} // 0) == 404 }, 10),
     'acked: the app is gone';
-$ev = sse_next($st, sub { $_[0]{event} eq 'deleted' }, 10);
+$ev = $st->next(sub { $_[0]{event} eq 'deleted' }, 10);
 is_deeply $ev && $ev->{data}, { tenant => $A, name => 'web', state => 'deleted' },
     'the stream\'s last event: deleted';
-sse_pump($st, 5) until $st->{closed};
-ok $st->{closed}, '... and it ends';
+ok wait_until(sub { $st->pump(0.2) }, 10), '... and it ends';
 is $gw->api(POST => "tenants/$A/apps", app('web'))->{status}, 201,
     'the name can be used again';
 
 $op->close('s2');
-$_->{sock}->close for grep { $_->{sock} } $more[1], $again, $other, $none, $over;
+$_->close for $more[1], $again, $other, $none, $over;
 
 # a reload: the old worker ends its streams and exits
 my $last = sse_open("tenants/$A/apps/web/status?watch=1");
-ok sse_next($last, sub { $_[0]{event} eq 'status' }, 10), 'a stream before a reload';
+ok $last->next(sub { $_[0]{event} eq 'status' }, 10), 'a stream before a reload';
 my @old = $gw->ngx->worker_pids;
 ok $gw->ngx->reload, 'reload';
-$ev = sse_next($last, sub { 1 }, 20);
+$ev = $last->next(sub { 1 }, 20);
 is $ev && $ev->{event}, 'error', 'the old worker\'s stream ends with an error event';
 like $ev && $ev->{data}{error}{message}, qr/shutting down/, '... saying why';
 ok wait_until(sub { !grep { kill 0, $_ } @old }, 20), 'and the old worker exits';
