@@ -49,6 +49,7 @@ typedef struct {
     ngx_buf_t                        buf;          /* what is being written */
     ngx_chain_t                      out;
     ngx_event_t                      ping;
+    ngx_event_t                      recheck;      /* posted once, at start */
 
     unsigned                         registered:1;
     unsigned                         querying:1;
@@ -78,6 +79,7 @@ static ngx_int_t ngx_kubenova_app_watch_written(ngx_kubenova_app_watcher_t *w,
     ngx_int_t rc);
 static void ngx_kubenova_app_watch_write(ngx_http_request_t *r);
 static void ngx_kubenova_app_watch_ping(ngx_event_t *ev);
+static void ngx_kubenova_app_watch_recheck(ngx_event_t *ev);
 static void ngx_kubenova_app_watch_end(ngx_kubenova_app_watcher_t *w,
     const char *event, const char *data, size_t len);
 static void ngx_kubenova_app_watch_detach(ngx_kubenova_app_watcher_t *w);
@@ -97,7 +99,8 @@ static const char  ngx_kubenova_app_watch_db_error[] =
 
 static const char  ngx_kubenova_app_watch_too_large[] =
     "{\"error\":{\"status\":500,\"code\":\"internal_error\","
-    "\"message\":\"the status is too large to stream; read it with GET\"}}";
+    "\"message\":\"the status is too large to stream; read it without "
+    "watch\"}}";
 
 
 ngx_kubenova_app_watch_t *
@@ -184,6 +187,13 @@ ngx_kubenova_app_watch_start(ngx_http_request_t *r, const char *envelope,
         return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "database_unavailable",
                                        "the change feed is not ready; retry");
+    }
+
+    if (len > NGX_KUBENOVA_APP_WATCH_MAX_STATE) {
+        return ngx_kubenova_json_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "internal_error",
+                                       "the status is too large to stream; "
+                                       "read it without watch");
     }
 
     if (watch->count >= watch->max) {
@@ -279,11 +289,35 @@ ngx_kubenova_app_watch_start(ngx_http_request_t *r, const char *envelope,
         return NGX_ERROR;
     }
 
+    /*
+     * a change committed after the first answer's snapshot may have been
+     * announced before the stream was registered: ask once more, as soon
+     * as this handler is done (an unchanged state sends nothing)
+     */
+
+    w->recheck.handler = ngx_kubenova_app_watch_recheck;
+    w->recheck.data = w;
+    w->recheck.log = r->connection->log;
+    ngx_post_event(&w->recheck, &ngx_posted_events);
+
     /* the stream's reference: dropped when it ends */
 
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+static void
+ngx_kubenova_app_watch_recheck(ngx_event_t *ev)
+{
+    ngx_kubenova_app_watcher_t  *w = ev->data;
+
+    ngx_connection_t  *c;
+
+    c = w->request->connection;
+    ngx_kubenova_app_watch_ask(w);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -796,6 +830,10 @@ ngx_kubenova_app_watch_detach(ngx_kubenova_app_watcher_t *w)
 
     if (w->ping.timer_set) {
         ngx_del_timer(&w->ping);
+    }
+
+    if (w->recheck.posted) {
+        ngx_delete_posted_event(&w->recheck);
     }
 
     /* writing is nginx's again (ngx_http_writer once finalized) */
