@@ -43,8 +43,9 @@ my $off = $gw->ngx->error_log_offset;
 
 my ($CA, $CB) = ('t72-ca', 't72-cb');
 my ($A, $B) = ('t72-a', 't72-b');
-my $secret = $gw->create_cluster($CA, labels => { zone => 'a' });
-$gw->create_cluster($CB, labels => { zone => 'b' });
+# labels of their own: the database is shared with the other test files
+my $secret = $gw->create_cluster($CA, labels => { t72zone => 'a' });
+$gw->create_cluster($CB, labels => { t72zone => 'b' });
 $gw->create_tenant($A, $CA);
 $gw->create_tenant($B, $CB);
 
@@ -104,7 +105,7 @@ spec:
   policies:
     - name: here
       type: topology
-      properties: {clusters: [$CA, local], clusterLabelSelector: {zone: a}}
+      properties: {clusters: [$CA, local], clusterLabelSelector: {t72zone: a}}
 YAML
 is $r->{status}, 201, 'YAML naming its own namespace and clusters: 201'
     or diag $r->{body};
@@ -123,7 +124,7 @@ my @bad = (
                               properties => { clusters => [$CA, $CB] } }]) ],
     [ 'spec.policies[0].properties.clusterLabelSelector',
       app('x', policies => [{ name => 'p', type => 'topology',
-                              properties => { clusterLabelSelector => { zone => 'b' } } }]) ],
+                              properties => { clusterLabelSelector => { t72zone => 'b' } } }]) ],
     [ 'spec.policies[0].properties.clusterLabelSelector',
       app('x', policies => [{ name => 'p', type => 'topology',
                               properties => { clusterLabelSelector => {} } }]) ],
