@@ -226,6 +226,8 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_kubenova_main_conf_t, gateway_cluster_secrets),
+      NULL },
+
     /* status streams (GET .../apps/{name}/status?watch=1) per worker */
     { ngx_string("kubenova_app_watchers"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
