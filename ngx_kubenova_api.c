@@ -150,6 +150,10 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
     { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
                                                                  NONE,  0 },
+    { GET,    "clusters/:cluster/config",       "cluster_config.get",
+                                                                 NONE,  0 },
+    { PUT,    "clusters/:cluster/config",       "cluster_config.put",
+                                                                 JSON,  0 },
 
     { GET,    "tenants/:tenant/kubeconfig",     "kubeconfig.get", NONE, 0 },
 
@@ -883,6 +887,11 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                         ctx->body_format ? json_string(ctx->body_format)
                                          : json_null());
     json_object_set_new(env, "format", json_string(ctx->csv ? "csv" : "json"));
+
+    /* the silence after which a cluster shows as unavailable */
+    json_object_set_new(env, "cluster_unavailable_after_ms",
+                        json_integer((json_int_t)
+                            ngx_http_kubenova_cluster_unavailable_after(r)));
 
     return env;
 

@@ -15,9 +15,12 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     -- in the answer that created the cluster (and may be sent back)
     SELECT ARRAY['connected', 'last_seen_at', 'connected_at', 'operator_version',
                  'kubernetes_version', 'secret', 'generation', 'created_at', 'updated_at']
+           || api.cluster_status_fields()
 $$;
 
-CREATE FUNCTION api.cluster_json(cl clusters) RETURNS jsonb
+-- unavailable_after: api.cluster_unavailable_after() of the request
+CREATE FUNCTION api.cluster_json(cl clusters, unavailable_after interval DEFAULT '90 s')
+RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT jsonb_build_object(
         'name', cl.name,
@@ -29,6 +32,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'kubernetes_version', cl.kubernetes_version,
         'generation', cl.generation,
         'created_at', api.ts(cl.created_at), 'updated_at', api.ts(cl.updated_at))
+           || api.cluster_status_json(cl, unavailable_after)
 $$;
 
 -- Admins see every cluster; members the ones their tenant is placed on.
@@ -105,7 +109,8 @@ DECLARE
     items       jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(s.j ORDER BY s.k), '[]') INTO items
-    FROM (SELECT api.cluster_json(cl) AS j, cl.name AS k FROM clusters cl
+    FROM (SELECT api.cluster_json(cl, api.cluster_unavailable_after(e)) AS j, cl.name AS k
+          FROM clusters cl
           WHERE (after IS NULL OR cl.name > after) AND api.cluster_visible(c, cl.name)
           ORDER BY cl.name LIMIT page_limit + 1) s;
     RETURN api.page_result(items, page_limit);
@@ -121,7 +126,7 @@ BEGIN
     IF NOT FOUND OR NOT api.cluster_visible(c, cl.name) THEN
         PERFORM api.fail_not_found('cluster');
     END IF;
-    RETURN api.ok(200, api.cluster_json(cl), cl.generation);
+    RETURN api.ok(200, api.cluster_json(cl, api.cluster_unavailable_after(e)), cl.generation);
 END
 $$;
 

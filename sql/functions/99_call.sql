@@ -26,6 +26,8 @@ BEGIN
         WHEN 'cluster.patch'  THEN RETURN api.cluster_patch(c, e);
         WHEN 'cluster.delete' THEN RETURN api.cluster_delete(c, e);
         WHEN 'cluster.rotate_secret' THEN RETURN api.cluster_rotate_secret(c, e);
+        WHEN 'cluster_config.get' THEN RETURN api.cluster_config_get(c, e);
+        WHEN 'cluster_config.put' THEN RETURN api.cluster_config_put(c, e);
         WHEN 'kubeconfig.get' THEN RETURN api.kubeconfig_get(c, e);
         WHEN 'tenant.list'    THEN RETURN api.tenant_list(c, e);
         WHEN 'tenant.get'     THEN RETURN api.tenant_get(c, e);
