@@ -16,11 +16,14 @@ use strict;
 use warnings;
 
 use Test::More;
+use Cwd ();
 use File::Basename qw(dirname);
 use Time::HiRes qw(time sleep);
 
 use KubeNova::Api qw(json_decode);
 use KubeNova::Gateway qw(wait_until json_true json_false);
+use KubeNova::K8s;
+use KubeNova::Operator;
 use KubeNova::Nginx;
 use KubeNova::Pg qw(require_pg);
 
@@ -193,6 +196,144 @@ ok wait_until(sub { cluster($C)->{state} eq 'unavailable' }, 20),
     '... and unavailable after the silence';
 
 is_deeply $gw->log_problems(0), [], 'no [alert] or [emerg] in the error log';
+
+# --- the Operator: bundles into a real control plane ------------------------
+
+my $k8s = KubeNova::K8s->start;
+ok $k8s->{kubeconfig} && -x $k8s->{kubectl}, 'a control plane, with Debian\'s kubectl';
+ok eval { KubeNova::Operator::build() }, 'the Operator builds' or BAIL_OUT($@);
+
+sub kget { $k8s->kubectl_json('get', @_) }
+
+my $O = 't75-o';
+my $osecret = $gw->create_cluster($O);
+
+sub start_operator {
+    return KubeNova::Operator->start(
+        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
+        cluster => $O, secret => $osecret,
+        args => ['--heartbeat', '1s', '--reconnect-max', '3s',
+                 '--kubeconfig', $k8s->operator_kubeconfig,
+                 '--bundles-dir', "$Repo/operator/bundles"]);
+}
+
+sub comp_states {
+    my $cc = cluster($O)->{components} or return '';
+    return join ' ', map { "$_->{name}=$_->{state}" } @{ $cc->{items} };
+}
+
+my $op1 = start_operator();
+ok $op1->wait_log(qr/components: 3 bundle\(s\) loaded from /, 30),
+    'the Operator loads the bundles' or diag $op1->log_text;
+ok wait_until(sub { cluster($O)->{connected} }, 60), '... and connects'
+    or diag $op1->log_text;
+
+my $put = $gw->api(PUT => "clusters/$O/config", { components => {
+    capsule => { enabled => json_true }, kubevela => { enabled => json_true } } });
+is $put->{status}, 200, 'PUT config: capsule and kubevela';
+my $g1 = $put->{json}{generation};
+ok wait_until(sub { (cluster($O)->{config_sync}{state} // '') eq 'synced' }, 120),
+    '... synced' or diag $op1->log_text;
+ok wait_until(sub { comp_states() eq 'capsule=installed capsule-proxy=removed kubevela=installed' }, 20),
+    'components: capsule and kubevela installed, capsule-proxy not ('
+    . comp_states() . ')';
+is cluster($O)->{components}{config_generation}, $g1, '... for that generation';
+
+for my $crd (qw(tenants.capsule.clastix.io capsuleconfigurations.capsule.clastix.io
+                applications.core.oam.dev componentdefinitions.core.oam.dev
+                traitdefinitions.core.oam.dev applicationrevisions.core.oam.dev)) {
+    my $c = kget('crd', $crd);
+    ok $c && kn_established($c), "CRD $crd: Established";
+}
+ok !kget('crd', 'proxysettings.capsule.clastix.io'), 'no CRD of capsule-proxy';
+
+for my $o (['namespace', 'capsule-system'], ['namespace', 'vela-system'],
+           ['serviceaccount', 'capsule', '-n', 'capsule-system'],
+           ['clusterrole', 'capsule-manager'], ['clusterrolebinding', 'capsule-manager'],
+           ['capsuleconfigurations.capsule.clastix.io', 'default'],
+           ['deployment', 'capsule-controller-manager', '-n', 'capsule-system'],
+           ['serviceaccount', 'kubevela-vela-core', '-n', 'vela-system'],
+           ['clusterrole', 'kubevela-vela-core'], ['clusterrolebinding', 'kubevela-vela-core'],
+           ['deployment', 'kubevela-vela-core', '-n', 'vela-system']) {
+    my $obj = kget(@$o);
+    ok $obj, "@$o exists";
+    ok $obj && grep({ $_->{manager} eq 'kubenova-operator' }
+                    @{ $obj->{metadata}{managedFields} || [] }),
+        '... applied by field manager kubenova-operator';
+}
+is kget('deployment', 'kubevela-vela-core', '-n', 'vela-system')
+       ->{spec}{template}{spec}{containers}[0]{image},
+    'oamdev/vela-core:v1.9.11', '... the image of the version';
+ok !kget('deployment', 'capsule-proxy', '-n', 'capsule-system'),
+    'no capsule-proxy Deployment';
+ok !kget('validatingwebhookconfigurations') || !grep({ $_->{metadata}{name} =~ /capsule|vela/ }
+        @{ kget('validatingwebhookconfigurations')->{items} || [] }),
+    'no webhook of Capsule or KubeVela';
+
+is Cwd::realpath("$Repo/operator/bundles/kubevela/1.9.11/00-crd-applications.yaml"),
+   Cwd::realpath("$Repo/operator/deploy/crds/applications.core.oam.dev.yaml"),
+    'the bundle\'s Application CRD is operator/deploy/crds\' (one source)';
+
+my $ncc = kget('novaclusterconfigs', $O);
+is $ncc && $ncc->{metadata}{annotations}{'kubenova.io/generation'}, "$g1",
+    "NovaClusterConfig $O: the generation applied";
+is $ncc && $ncc->{spec}{components}{kubevela}{version}, '1.9.11', '... its spec';
+is $ncc && join(' ', map { "$_->{name}=$_->{state}" } @{ $ncc->{status}{components} || [] }),
+    'capsule=installed capsule-proxy=removed kubevela=installed',
+    '... and the components in its status';
+
+# --- restart: nothing again --------------------------------------------------
+
+is $op1->stop(10), 0, 'SIGTERM: the Operator exits 0';
+is_deeply [$op1->sanitizer_reports], [], '... no sanitizer report';
+ok wait_until(sub { !cluster($O)->{connected} }, 10), '... disconnected';
+my $seen = cluster($O)->{components}{reported_at};
+
+my $op2 = start_operator();
+ok $op2->wait_log(qr/components: the cluster holds NovaClusterConfig "$O" at generation $g1 already/, 60),
+    'restarted, it finds its NovaClusterConfig' or diag $op2->log_text;
+like $op2->wait_log(qr/connected to the Manager/, 30) // '',
+    qr/0 update\(s\) and 0 deletion\(s\) follow/, '... nothing is sent again';
+sleep 1.5;
+is_deeply [$op2->grep_log(qr/components: applying/)], [], '... nothing is applied';
+ok wait_until(sub { (cluster($O)->{components}{reported_at} // '') ne ($seen // '') }, 10),
+    '... and the components are reported on the new stream';
+is comp_states(), 'capsule=installed capsule-proxy=removed kubevela=installed',
+    '... as they were';
+
+# --- a component disabled ------------------------------------------------------
+
+$put = $gw->api(PUT => "clusters/$O/config", { components => {
+    capsule => { enabled => json_true } } });
+my $g2 = $put->{json}{generation};
+ok $g2 > $g1, "kubevela disabled: generation $g2";
+ok wait_until(sub { (cluster($O)->{config_sync}{state} // '') eq 'synced'
+                    && cluster($O)->{config_sync}{applied_generation} == $g2 }, 60),
+    '... synced' or diag $op2->log_text;
+ok wait_until(sub { comp_states() eq 'capsule=installed capsule-proxy=removed kubevela=removed' }, 20),
+    '... kubevela removed (' . comp_states() . ')';
+ok wait_until(sub { !kget('deployment', 'kubevela-vela-core', '-n', 'vela-system') }, 30),
+    '... its Deployment gone';
+ok !kget('clusterrole', 'kubevela-vela-core'), '... its ClusterRole';
+ok !kget('clusterrolebinding', 'kubevela-vela-core'), '... its ClusterRoleBinding';
+ok !kget('serviceaccount', 'kubevela-vela-core', '-n', 'vela-system'), '... its ServiceAccount';
+ok kget('crd', 'applications.core.oam.dev'), '... its CRDs kept';
+ok kget('namespace', 'vela-system'), '... and its namespace';
+ok kget('deployment', 'capsule-controller-manager', '-n', 'capsule-system'),
+    'capsule stays';
+
+is $op2->stop(10), 0, 'SIGTERM: exit 0';
+is_deeply [$op2->sanitizer_reports], [], 'no sanitizer report';
+is_deeply [grep { /\[error\]/ } $op1->log_since(0), $op2->log_since(0)], [],
+    'no [error] in the Operator\'s logs';
+diag "the Operator's logs:\n" . $op1->log_text . "\n---\n" . $op2->log_text
+    unless Test::More->builder->is_passing;
+
+sub kn_established {
+    my ($crd) = @_;
+    return grep { $_->{type} eq 'Established' && $_->{status} eq 'True' }
+        @{ $crd->{status}{conditions} || [] };
+}
 
 $gw->stop;
 done_testing;
