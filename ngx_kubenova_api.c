@@ -11,6 +11,7 @@
 
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_api.h"
+#include "ngx_kubenova_bootstrap.h"
 #include "ngx_kubenova_http_pg.h"
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_token.h"
@@ -705,6 +706,14 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                      jerr.line, jerr.column, jerr.text);
         return ngx_kubenova_json_error(r, NGX_HTTP_BAD_REQUEST,
                                        "invalid_json", (char *) msg);
+    }
+
+    /* a bootstrap kubeconfig never reaches the database unsealed */
+
+    if (ngx_strcmp(ctx->route->op, "cluster.create") == 0
+        && ngx_kubenova_bootstrap_seal(r, ctx->body) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return NGX_DECLINED;

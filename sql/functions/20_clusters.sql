@@ -135,19 +135,24 @@ $$;
 CREATE FUNCTION api.cluster_create(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    inp  jsonb;
-    ttl  jsonb;
-    r    api.result;
+    inp        jsonb;
+    ttl        jsonb;
+    bootstrap  bytea;
+    r          api.result;
 BEGIN
     PERFORM api.require_admin(c);
-    -- join_token_ttl is a parameter of the creation, not of the cluster
+    -- join_token_ttl and the bootstrap kubeconfig (26_bootstrap.sql) are
+    -- parameters of the creation, not of the cluster
     ttl := api.body_object(e) -> 'join_token_ttl';
-    inp := api.cluster_input(api.body_object(e) - 'join_token_ttl', NULL);
+    bootstrap := api.bootstrap_input(api.body_object(e));
+    inp := api.cluster_input(api.body_object(e) - 'join_token_ttl' - 'bootstrap_kubeconfig'
+                             - 'bootstrap_kubeconfig_sealed', NULL);
     IF EXISTS (SELECT 1 FROM clusters WHERE name = inp ->> 'name') THEN
         PERFORM api.fail(409, 'already_exists', 'cluster ' || (inp ->> 'name') || ' already exists');
     END IF;
     r := api.cluster_store(inp, NULL);
-    r.body := r.body || api.join_token_issue(inp ->> 'name', ttl, e);
+    r.body := r.body || api.join_token_issue(inp ->> 'name', ttl, e)
+              || api.bootstrap_store(inp ->> 'name', bootstrap);
     RETURN r;
 END
 $$;
