@@ -27,9 +27,12 @@ static const char  ngx_kubenova_readyz_sql[] =
 
 /* bounded: /metrics is not the place for more clusters than that */
 static const char  ngx_kubenova_cluster_metrics_sql[] =
-    "SELECT cl.name, api.cluster_state(cl, $1::bigint * interval '1 ms'), "
-    "extract(epoch FROM cl.last_seen_at)::bigint "
-    "FROM clusters cl ORDER BY cl.name LIMIT 10000";
+    "SELECT s.name, (s.state = 'connected')::integer, "
+    "(s.state = 'unavailable')::integer, s.seen "
+    "FROM (SELECT cl.name, "
+    "api.cluster_state(cl, $1::bigint * interval '1 ms') AS state, "
+    "extract(epoch FROM cl.last_seen_at)::bigint AS seen "
+    "FROM clusters cl ORDER BY cl.name LIMIT 10000) s";
 
 
 ngx_int_t
@@ -172,9 +175,22 @@ ngx_kubenova_cluster_metrics_done(ngx_http_request_t *r, void *data,
     ngx_str_t  *text = data;
 
     u_char      *p, *last;
-    size_t       size;
+    size_t       size, g;
     ngx_int_t    i, n;
-    const char  *name, *state, *seen;
+
+    /* in the order of the columns of ngx_kubenova_cluster_metrics_sql */
+    static const struct {
+        const char  *name;
+        const char  *help;
+    } gauges[] = {
+        { "kubenova_cluster_connected",
+          "1 while the cluster's Operator is connected and heard from." },
+        { "kubenova_cluster_unavailable",
+          "1 when the cluster has been silent longer than "
+          "kubenova_cluster_unavailable_after." },
+        { "kubenova_cluster_last_heartbeat_seconds",
+          "When the cluster was last heard from (Unix time)." }
+    };
 
     if (rc != NGX_OK || PQresultStatus(res) != PGRES_TUPLES_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -200,45 +216,19 @@ ngx_kubenova_cluster_metrics_done(ngx_http_request_t *r, void *data,
     text->data = p;
     p += text->len;
 
-    p = ngx_slprintf(p, last,
-            "# HELP kubenova_cluster_connected 1 while the cluster's "
-            "Operator is connected and heard from.\n"
-            "# TYPE kubenova_cluster_connected gauge\n");
+    for (g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+        p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s gauge\n",
+                         gauges[g].name, gauges[g].help, gauges[g].name);
 
-    for (i = 0; i < n; i++) {
-        name = PQgetvalue(res, i, 0);
-        state = PQgetvalue(res, i, 1);
-        p = ngx_slprintf(p, last, "kubenova_cluster_connected{cluster=\"%s\"}"
-                         " %d\n", name, ngx_strcmp(state, "connected") == 0);
-    }
+        for (i = 0; i < n; i++) {
+            if (PQgetisnull(res, i, g + 1)) {
+                continue;       /* never heard from: no heartbeat time */
+            }
 
-    p = ngx_slprintf(p, last,
-            "# HELP kubenova_cluster_unavailable 1 when the cluster has "
-            "been silent longer than kubenova_cluster_unavailable_after.\n"
-            "# TYPE kubenova_cluster_unavailable gauge\n");
-
-    for (i = 0; i < n; i++) {
-        name = PQgetvalue(res, i, 0);
-        state = PQgetvalue(res, i, 1);
-        p = ngx_slprintf(p, last, "kubenova_cluster_unavailable"
-                         "{cluster=\"%s\"} %d\n", name,
-                         ngx_strcmp(state, "unavailable") == 0);
-    }
-
-    p = ngx_slprintf(p, last,
-            "# HELP kubenova_cluster_last_heartbeat_seconds When the "
-            "cluster was last heard from (Unix time).\n"
-            "# TYPE kubenova_cluster_last_heartbeat_seconds gauge\n");
-
-    for (i = 0; i < n; i++) {
-        if (PQgetisnull(res, i, 2)) {
-            continue;
+            p = ngx_slprintf(p, last, "%s{cluster=\"%s\"} %s\n",
+                             gauges[g].name, PQgetvalue(res, i, 0),
+                             PQgetvalue(res, i, g + 1));
         }
-
-        name = PQgetvalue(res, i, 0);
-        seen = PQgetvalue(res, i, 2);
-        p = ngx_slprintf(p, last, "kubenova_cluster_last_heartbeat_seconds"
-                         "{cluster=\"%s\"} %s\n", name, seen);
     }
 
     text->len = p - text->data;

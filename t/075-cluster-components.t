@@ -32,7 +32,7 @@ require_pg();
 my $Repo = dirname(__FILE__) . '/..';
 
 my $gw = KubeNova::Gateway->start(
-    heartbeat => '1s',
+    master_process => 1, heartbeat => '1s',
     http_config => 'kubenova_cluster_unavailable_after 3s;',
     config_extra => "location = /metrics { kubenova_metrics; }");
 
@@ -195,7 +195,24 @@ ok wait_until(sub { cluster($C)->{state} eq 'disconnected' }, 10),
 ok wait_until(sub { cluster($C)->{state} eq 'unavailable' }, 20),
     '... and unavailable after the silence';
 
-is_deeply $gw->log_problems(0), [], 'no [alert] or [emerg] in the error log';
+# --- the known bug: a worker killed with SIGKILL never writes the disconnect -
+
+my $off = $gw->ngx->error_log_offset;
+$op->open('k', hello => { cluster => $C, cluster_secret => $secret });
+ok $op->msg('k', 'welcome', 10), 'the Operator connects again';
+$op->heartbeats('k', 0.5);
+ok wait_until(sub { cluster($C)->{state} eq 'connected' }, 10), '... connected';
+my $worker = $gw->stream_worker($C, $off);
+ok $worker && kill('KILL', $worker), "SIGKILL to worker $worker, which holds the stream";
+ok $op->end('k', 10), '... the stream ends';
+ok wait_until(sub { cluster($C)->{state} eq 'unavailable' }, 20),
+    'unavailable after the silence';
+is KubeNova::Pg::psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
+    '... though nobody recorded the disconnect (connected still set in the table)';
+ok !cluster($C)->{connected}, '... connected false in the API';
+is metric('kubenova_cluster_connected', $C), 0, '... and in /metrics';
+
+is_deeply $gw->log_problems(0, $worker), [], 'no [alert] or [emerg] in the error log';
 
 # --- the Operator: bundles into a real control plane ------------------------
 
