@@ -22,6 +22,12 @@ ngx_kubenova_bootstrap_seal(ngx_http_request_t *r, json_t *body)
     const char                     *name;
     ngx_http_kubenova_main_conf_t  *kmcf;
 
+    /* only this function writes the sealed form, never a client */
+
+    if (json_is_object(body)) {
+        (void) json_object_del(body, "bootstrap_kubeconfig_sealed");
+    }
+
     kc = json_object_get(body, "bootstrap_kubeconfig");
 
     /* anything but a string is the database's to refuse, as given */

@@ -67,6 +67,9 @@ is $r->{json}{error}{details}[0]{field}, 'bootstrap_kubeconfig', '... naming it'
 $r = $gw->api(POST => 'clusters', { name => 't76-x', bootstrap_kubeconfig => 'x' });
 is $r->{status}, 422, 'too short to be a kubeconfig: 422';
 is $gw->api(GET => 'clusters/t76-x')->{status}, 404, '... and no cluster was created';
+$r = $gw->api(POST => 'clusters', { name => 't76-y', bootstrap_kubeconfig_sealed => 'AQ==' });
+is $r->{status}, 201, 'a client cannot send the sealed form: it is dropped';
+ok !exists $r->{json}{bootstrap}, '... no bootstrap';
 
 my $nokey = KubeNova::Gateway->start(api_only => 1, servroot => "$dir/nokey");
 $r = $nokey->api(POST => 'clusters', { name => 't76-x', bootstrap_kubeconfig => $kubeconfig });

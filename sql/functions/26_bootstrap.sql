@@ -24,7 +24,8 @@ BEGIN
             'cannot be stored: the Manager has no kubenova_secret_key_file'));
     END IF;
     IF jsonb_typeof(sealed) <> 'string' OR sealed #>> '{}' !~ '^[A-Za-z0-9+/]+={0,2}$' THEN
-        RAISE EXCEPTION 'bootstrap_kubeconfig_sealed is not base64 (set by nginx only)';
+        -- nginx writes it (and drops one a client sent): a bug if seen
+        RAISE EXCEPTION 'bootstrap_kubeconfig_sealed is not base64';
     END IF;
     -- a kubeconfig of a few bytes (29 are the seal itself) is no kubeconfig
     IF length(decode(sealed #>> '{}', 'base64')) < 29 + 16 THEN
