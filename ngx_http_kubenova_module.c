@@ -172,6 +172,14 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_loc_conf_t, grpc_heartbeat),
       NULL },
 
+    /* a cluster silent this long is "unavailable" (API and /metrics) */
+    { ngx_string("kubenova_cluster_unavailable_after"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, cluster_unavailable_after),
+      NULL },
+
     /* the CA that signs Operators' certificates (cluster registration) */
     { ngx_string("kubenova_ca"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
@@ -311,6 +319,7 @@ ngx_http_kubenova_create_main_conf(ngx_conf_t *cf)
      */
 
     kmcf->usage_series = NGX_CONF_UNSET;
+    kmcf->cluster_unavailable_after = NGX_CONF_UNSET_MSEC;
     kmcf->join_token_ttl = NGX_CONF_UNSET;
     kmcf->gateway_cluster_secrets = NGX_CONF_UNSET;
     kmcf->app_watchers = NGX_CONF_UNSET;
@@ -378,6 +387,15 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
 
     ngx_conf_init_value(kmcf->usage_series,
                         NGX_KUBENOVA_USAGE_SERIES_DEFAULT);
+    ngx_conf_init_msec_value(kmcf->cluster_unavailable_after, 90000);
+
+    if (kmcf->cluster_unavailable_after < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kubenova_cluster_unavailable_after must be at "
+                           "least 1s");
+        return NGX_ERROR;
+    }
+
     ngx_conf_init_value(kmcf->join_token_ttl, 86400);
     ngx_conf_init_value(kmcf->gateway_cluster_secrets, 0);
 
@@ -677,6 +695,19 @@ ngx_http_kubenova_metrics(ngx_http_request_t *r)
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
 
     return ngx_kubenova_metrics_get(kmcf->metrics_zone);
+}
+
+
+/* kubenova_cluster_unavailable_after, in ms */
+
+ngx_msec_t
+ngx_http_kubenova_cluster_unavailable_after(ngx_http_request_t *r)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
+
+    return kmcf->cluster_unavailable_after;
 }
 
 

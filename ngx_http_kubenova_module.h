@@ -46,6 +46,8 @@ typedef struct {
 
     ngx_int_t                 app_watchers;  /* kubenova_app_watchers */
     ngx_msec_t                app_watch_heartbeat;
+    /* kubenova_cluster_unavailable_after */
+    ngx_msec_t                cluster_unavailable_after;
 
     /* this worker's, set after fork in init_process */
     ngx_kubenova_pg_pool_t   *pool;
@@ -89,6 +91,7 @@ off_t ngx_http_kubenova_api_max_body(ngx_http_request_t *r);
 ngx_uint_t ngx_http_kubenova_signup_enabled(ngx_http_request_t *r);
 ngx_kubenova_metrics_t *ngx_http_kubenova_metrics(ngx_http_request_t *r);
 ngx_shm_zone_t *ngx_http_kubenova_usage_zone(ngx_http_request_t *r);
+ngx_msec_t ngx_http_kubenova_cluster_unavailable_after(ngx_http_request_t *r);
 
 /* ngx_kubenova_health.c */
 ngx_int_t ngx_kubenova_healthz_handler(ngx_http_request_t *r);

@@ -11,6 +11,7 @@
 
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_api.h"
+#include "ngx_kubenova_bootstrap.h"
 #include "ngx_kubenova_http_pg.h"
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_token.h"
@@ -158,6 +159,10 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
     { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
                                                                  NONE,  0 },
+    { GET,    "clusters/:cluster/config",       "cluster_config.get",
+                                                                 NONE,  0 },
+    { PUT,    "clusters/:cluster/config",       "cluster_config.put",
+                                                                 JSON,  0 },
     { POST,   "clusters/:cluster/join-token",   "cluster.join_token",
                                                                  NONE,  0 },
     { GET,    "clusters/:cluster/install.yaml", "cluster.install",
@@ -710,6 +715,14 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                        "invalid_json", (char *) msg);
     }
 
+    /* a bootstrap kubeconfig never reaches the database unsealed */
+
+    if (ngx_strcmp(ctx->route->op, "cluster.create") == 0
+        && ngx_kubenova_bootstrap_seal(r, ctx->body) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return NGX_DECLINED;
 }
 
@@ -938,6 +951,11 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                         ctx->body_format ? json_string(ctx->body_format)
                                          : json_null());
     json_object_set_new(env, "format", json_string(ctx->csv ? "csv" : "json"));
+
+    /* the silence after which a cluster shows as unavailable */
+    json_object_set_new(env, "cluster_unavailable_after_ms",
+                        json_integer((json_int_t)
+                            ngx_http_kubenova_cluster_unavailable_after(r)));
 
     return env;
 

@@ -156,6 +156,10 @@ static ngx_int_t ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__ApplicationStatus *st);
 static void ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
+static ngx_int_t ngx_kubenova_gw_components(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__ComponentStatus *cs);
+static void ngx_kubenova_gw_components_done(ngx_kubenova_gw_stream_t *s,
+    PGresult *res);
 static ngx_int_t ngx_kubenova_gw_kubeconfig(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__IssuedKubeconfig *kc);
 static void ngx_kubenova_gw_kubeconfig_done(ngx_kubenova_gw_stream_t *s,
@@ -226,6 +230,10 @@ static const char  ngx_kubenova_gw_usage_sql[] =
 static const char  ngx_kubenova_gw_app_status_sql[] =
     "SELECT stored, status, message FROM gateway.app_status($1, $2, $3, "
     "$4::bigint, $5, $6::bigint, $7, $8::jsonb)";
+
+static const char  ngx_kubenova_gw_components_sql[] =
+    "SELECT stored, status, message FROM gateway.components($1, $2::bigint, "
+    "$3::jsonb)";
 
 static const char  ngx_kubenova_gw_kubeconfig_sql[] =
     "SELECT stored, status, message FROM gateway.kubeconfig($1, $2, $3, $4, "
@@ -405,6 +413,10 @@ ngx_kubenova_gw_dispatch(ngx_kubenova_gw_stream_t *s,
 
     case KUBENOVA__V1__OPERATOR_MESSAGE__BODY_KUBECONFIG:
         rc = ngx_kubenova_gw_kubeconfig(s, m->kubeconfig);
+        break;
+
+    case KUBENOVA__V1__OPERATOR_MESSAGE__BODY_COMPONENTS:
+        rc = ngx_kubenova_gw_components(s, m->components);
         break;
 
     case KUBENOVA__V1__OPERATOR_MESSAGE__BODY_CERTIFICATE_REQUEST:
@@ -749,9 +761,20 @@ ngx_kubenova_gw_send_object(ngx_kubenova_gw_stream_t *s, const char *kind,
 static ngx_int_t
 ngx_kubenova_gw_heartbeat_in(ngx_kubenova_gw_stream_t *s)
 {
-    /* last_seen_at is written at most every NGX_KUBENOVA_GW_SEEN_INTERVAL */
+    time_t  interval;
 
-    if (ngx_time() - s->seen_written < NGX_KUBENOVA_GW_SEEN_INTERVAL) {
+    /*
+     * last_seen_at is written at most every NGX_KUBENOVA_GW_SEEN_INTERVAL,
+     * and at least three times within kubenova_cluster_unavailable_after,
+     * so that a live cluster never reads as silent
+     */
+
+    interval = (time_t) (ngx_http_kubenova_cluster_unavailable_after(
+                             s->request) / 3000);
+
+    if (ngx_time() - s->seen_written
+        < ngx_min(interval, NGX_KUBENOVA_GW_SEEN_INTERVAL))
+    {
         return NGX_OK;
     }
 
@@ -1083,6 +1106,69 @@ ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     msg.status_ack = &ack;
 
     (void) ngx_kubenova_grpc_send(s->grpc, &msg.base);
+}
+
+
+/* the cluster's components (NovaClusterConfig): the newest is kept */
+
+static ngx_int_t
+ngx_kubenova_gw_components(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__ComponentStatus *cs)
+{
+    json_t                  *list, *item;
+    size_t                   i;
+    Kubenova__V1__Component  *c;
+
+    list = json_array();
+    if (list == NULL) {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+        return NGX_DONE;
+    }
+
+    for (i = 0; i < cs->n_components; i++) {
+        c = cs->components[i];
+
+        item = NULL;
+
+        if (ngx_kubenova_gw_text_ok(c->name, 63)
+            && ngx_kubenova_gw_text_ok(c->version, 63)
+            && ngx_kubenova_gw_text_ok(c->state, 63)
+            && ngx_kubenova_gw_text_ok(c->message, 1024))
+        {
+            item = json_pack("{s:s?,s:s?,s:s?,s:s?}", "name", c->name,
+                             "version", c->version, "state", c->state,
+                             "message", c->message);
+        }
+
+        if (item == NULL || json_array_append_new(list, item) != 0) {
+            json_decref(list);
+            ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INVALID_ARGUMENT,
+                                "a component needs UTF-8 text of bounded "
+                                "length");
+            return NGX_DONE;
+        }
+    }
+
+    if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
+        json_decref(list);
+        return NGX_DONE;
+    }
+
+    s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
+    s->params[1] = ngx_kubenova_gw_int_param(s, cs->config_generation);
+    s->params[2] = ngx_kubenova_gw_json_param(s, list);
+
+    json_decref(list);
+
+    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_components_sql, 3,
+                                ngx_kubenova_gw_components_done);
+}
+
+
+static void
+ngx_kubenova_gw_components_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
+{
+    (void) ngx_kubenova_gw_refused(s, res);
 }
 
 

@@ -221,6 +221,9 @@ my %matrix = (
     'PUT clusters/:cluster'    => ['clusters/t31-c1', { labels => {} }, admin_only(200)],
     'PATCH clusters/:cluster'  => ['clusters/t31-c1', { labels => {} }, admin_only(200)],
     'POST clusters/:cluster/secret' => ['clusters/t31-c1/secret', undef, admin_only(200)],
+    'GET clusters/:cluster/config' => ['clusters/t31-c1/config', undef, admin_only(200)],
+    'PUT clusters/:cluster/config' => ['clusters/t31-c1/config', { components => {} },
+                                       admin_only(200)],
     'POST clusters/:cluster/join-token' => ['clusters/t31-c1/join-token', undef, admin_only(201)],
     'DELETE clusters/:cluster' => [sub {
                                        $_[0] eq 'admin'

@@ -138,6 +138,10 @@ static const kn_config_option_t  kn_config_options[] = {
       "API server URL written in the tenants' kubeconfigs (default: the "
       "one the Operator uses)" },
 
+    { "bundles-dir", "KN_BUNDLES_DIR", KN_STR(bundles_dir),
+      "the component bundles, <dir>/<component>/<version>/NN-*.yaml "
+      "(default " KN_CONFIG_BUNDLES_DIR ")" },
+
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
       "error, warn, info or debug (default info)" },
@@ -167,6 +171,7 @@ kn_config_defaults(kn_config_t *cfg)
     memset(cfg, 0, sizeof(kn_config_t));
 
     cfg->heartbeat_ms = 10 * 1000;
+    strcpy(cfg->bundles_dir, KN_CONFIG_BUNDLES_DIR);
     cfg->reconnect_min_ms = 1000;
     cfg->reconnect_max_ms = 60 * 1000;
     cfg->max_message = 4 * 1024 * 1024;

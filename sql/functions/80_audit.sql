@@ -47,6 +47,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
                                       CASE op WHEN 'cluster.rotate_secret' THEN 'secret'
                                               WHEN 'cluster.join_token' THEN 'join-token'
                                               WHEN 'cluster.register' THEN 'register' END)
+        WHEN 'cluster_config' THEN concat_ws('/', 'clusters', api.param(e, 'cluster'), 'config')
         WHEN 'tenant' THEN concat_ws('/', 'tenants',
                                      coalesce(api.param(e, 'tenant'), api.body_string(e, 'name')))
         WHEN 'user' THEN concat_ws('/', 'tenants', api.param(e, 'tenant'), 'users',

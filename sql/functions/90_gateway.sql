@@ -662,6 +662,53 @@ BEGIN
 END
 $$;
 
+
+------------------------------------------------------------------------
+-- Components (NovaClusterConfig): the newest ComponentStatus per cluster
+------------------------------------------------------------------------
+
+-- components: [{name, version, state, message}] as the Operator sent them.
+-- Kept when it is not older than what is stored (a config generation
+-- never goes back); a cluster that no longer exists stores nothing.
+CREATE FUNCTION gateway.components(cluster text, config_generation bigint,
+                                   components jsonb)
+RETURNS TABLE (stored boolean, status integer, message text)
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    problem  text;
+BEGIN
+    problem := CASE
+        WHEN components.config_generation IS NULL OR components.config_generation < 0
+            THEN 'config_generation must be a non-negative integer'
+        WHEN jsonb_typeof(components.components) <> 'array'
+            THEN 'components must be an array of Component objects'
+        WHEN jsonb_array_length(components.components) > 64
+            THEN 'components must have at most 64 entries'
+        WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(components.components) AS x (c)
+                     WHERE jsonb_typeof(c) <> 'object'
+                        OR gateway.json_name(c -> 'name', 63) IS NULL
+                        OR coalesce(c ->> 'state', '') NOT IN
+                           ('installed', 'installing', 'failed', 'removed'))
+            THEN 'components: every entry needs a name (1 to 63 characters) and a state '
+                 || '(installed, installing, failed or removed)'
+    END;
+    IF problem IS NOT NULL THEN
+        RETURN QUERY SELECT false, 3, problem;
+        RETURN;
+    END IF;
+
+    INSERT INTO cluster_components AS cc (cluster, config_generation, components, reported_at)
+    SELECT c.name, components.config_generation, components.components, now()
+    FROM clusters c WHERE c.name = components.cluster
+    ON CONFLICT (cluster) DO UPDATE
+        SET config_generation = excluded.config_generation,
+            components = excluded.components, reported_at = now()
+        WHERE cc.config_generation <= excluded.config_generation;
+    RETURN QUERY SELECT FOUND, 0, NULL::text;
+END
+$$;
+
 -- A renewed certificate of a connected cluster (CertificateRequest on its
 -- current stream): records the serial nginx is about to sign.  false when
 -- the stream is no longer the cluster's (nothing recorded).

@@ -26,6 +26,8 @@ BEGIN
         WHEN 'cluster.patch'  THEN RETURN api.cluster_patch(c, e);
         WHEN 'cluster.delete' THEN RETURN api.cluster_delete(c, e);
         WHEN 'cluster.rotate_secret' THEN RETURN api.cluster_rotate_secret(c, e);
+        WHEN 'cluster_config.get' THEN RETURN api.cluster_config_get(c, e);
+        WHEN 'cluster_config.put' THEN RETURN api.cluster_config_put(c, e);
         WHEN 'cluster.join_token' THEN RETURN api.cluster_join_token(c, e);
         WHEN 'cluster.install' THEN RETURN api.cluster_install(c, e);
         WHEN 'cluster.register' THEN RETURN api.cluster_register(c, e);

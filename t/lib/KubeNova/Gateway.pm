@@ -101,7 +101,8 @@ sub wait_until {
 # Options: workers (1), master_process (0), heartbeat ('10s'),
 # body_timeout ('1h'), send_timeout ('1h'), max_message (undef: default),
 # pool (4), worker_connections (256), log_level ('info'), gateway_extra,
-# http_config (appended); api_only (no gateway) with servroot (another
+# http_config (appended), config_extra (appended to the REST API's server);
+# api_only (no gateway) with servroot (another
 # directory than TEST_NGINX_SERVROOT's) and port (default: a free one).
 sub start {
     my ($class, %o) = @_;
@@ -182,7 +183,8 @@ sub config_parts {
             # the gateway over HTTP/1.1: refused with 505
             'location /kubenova.v1.OperatorGateway/ {',
             '    kubenova_operator_gateway;',
-            '}'),
+            '}',
+            $o{config_extra} // ''),
     );
 }
 
