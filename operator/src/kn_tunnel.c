@@ -8,8 +8,6 @@
  * from its TunnelRequest until its last message is sent (or a cancel).
  */
 
-#define _DEFAULT_SOURCE                 /* explicit_bzero */
-
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -101,6 +99,7 @@ struct kn_tunnel_s {
     const kn_log_t       *log;
     kn_kube_t            *kube;
     kn_credentials_t     *creds;
+    kn_tenant_t          *tenants;
     kn_grpc_t            *grpc;
     kn_tunnel_conf_t      conf;
 
@@ -116,6 +115,7 @@ struct kn_tunnel_s {
 
 static kn_tun_req_t **kn_tun_slot(kn_tunnel_t *tun, uint64_t id);
 static void kn_tun_dirty(kn_tun_req_t *req);
+static void kn_tun_link(kn_tun_req_t *req);
 static void kn_tun_kick(kn_timer_t *timer);
 static void kn_tun_process(kn_tun_req_t *req);
 static void kn_tun_free(kn_tun_req_t *req);
@@ -167,8 +167,8 @@ static int kn_tun_header_dropped(const char *name, int filtered);
 
 kn_rc
 kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
-    kn_credentials_t *creds, kn_grpc_t *grpc, const kn_tunnel_conf_t *conf,
-    kn_tunnel_t **out)
+    kn_credentials_t *creds, kn_tenant_t *tenants, kn_grpc_t *grpc,
+    const kn_tunnel_conf_t *conf, kn_tunnel_t **out)
 {
     kn_tunnel_t  *tun;
 
@@ -182,6 +182,7 @@ kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
     tun->log = log;
     tun->kube = kube;
     tun->creds = creds;
+    tun->tenants = tenants;
     tun->grpc = grpc;
     tun->conf = *conf;
     kn_timer_init(&tun->kick, kn_tun_kick, tun);
@@ -319,14 +320,25 @@ kn_tun_dirty(kn_tun_req_t *req)
 {
     kn_tunnel_t  *tun = req->tun;
 
+    kn_tun_link(req);
+
+    if (!kn_timer_is_set(&tun->kick)) {
+        (void) kn_timer_add(tun->loop, &tun->kick, 0);
+    }
+}
+
+
+/* on the dirty list without a timer: the kick under way sets one */
+
+static void
+kn_tun_link(kn_tun_req_t *req)
+{
+    kn_tunnel_t  *tun = req->tun;
+
     if (!req->dirty) {
         req->dirty = 1;
         req->dirty_next = tun->dirty;
         tun->dirty = req;
-    }
-
-    if (!kn_timer_is_set(&tun->kick)) {
-        (void) kn_timer_add(tun->loop, &tun->kick, 0);
     }
 }
 
@@ -427,7 +439,7 @@ kn_tun_process(kn_tun_req_t *req)
 
 again:
 
-    kn_tun_dirty(req);
+    kn_tun_link(req);
 }
 
 
@@ -680,8 +692,20 @@ kn_tun_start(kn_tun_req_t *req)
 
     switch (req->route.route) {
 
-    case KN_TUN_EMPTY:
-        kn_tun_answer_empty(req);
+    case KN_TUN_CLUSTER_LIST:
+    case KN_TUN_CLUSTER_GET:
+        if (kn_tunnel_cluster_visible(kn_tenant_spec(tun->tenants,
+                                                     req->tenant),
+                                      &req->route))
+        {
+            kn_tun_transfer(req, 0, req->query);
+
+        } else if (req->route.route == KN_TUN_CLUSTER_LIST) {
+            kn_tun_answer_empty(req);
+
+        } else {
+            kn_tun_transfer(req, 1, req->query);    /* RBAC answers */
+        }
         return;
 
     case KN_TUN_NS_COLLECTION:
@@ -820,7 +844,7 @@ static kn_rc
 kn_tun_easy(kn_tun_req_t *req, int as_tenant, const char *query)
 {
     CURL         *easy;
-    char         *url, *auth;
+    char         *url;
     size_t        n;
     kn_tunnel_t  *tun = req->tun;
     const char   *token, *server;
@@ -893,20 +917,10 @@ kn_tun_easy(kn_tun_req_t *req, int as_tenant, const char *query)
         return KN_ERROR;
     }
 
-    if (token != NULL) {
-        n = sizeof("Authorization: Bearer ") + strlen(token);
-        auth = malloc(n);
-        if (auth == NULL) {
-            return KN_ERROR;
-        }
-        snprintf(auth, n, "Authorization: Bearer %s", token);
-        if (curl_slist_append(req->send_headers, auth) == NULL) {
-            explicit_bzero(auth, n);
-            free(auth);
-            return KN_ERROR;
-        }
-        explicit_bzero(auth, n);
-        free(auth);
+    if (token != NULL
+        && kn_kube_bearer_header(req->send_headers, token) != KN_OK)
+    {
+        return KN_ERROR;
     }
 
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->send_headers);
@@ -1370,7 +1384,10 @@ kn_tun_filter_whole(kn_tun_req_t *req)
         return KN_ERROR;
     }
 
-    kn_tunnel_filter_list(body, req->namespaces);
+    if (kn_tunnel_filter_list(body, req->namespaces) != KN_OK) {
+        json_decref(body);
+        return KN_ERROR;
+    }
 
     s = json_dumps(body, JSON_COMPACT);
     json_decref(body);

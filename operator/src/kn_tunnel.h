@@ -33,6 +33,7 @@
 #include "kn_kube.h"
 #include "kn_log.h"
 #include "kn_loop.h"
+#include "kn_tenant.h"
 
 
 typedef struct kn_tunnel_s  kn_tunnel_t;
@@ -45,9 +46,10 @@ typedef struct {
 } kn_tunnel_conf_t;
 
 
+/* tenants: their specs say which cluster-scoped lists they may see */
 kn_rc kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log,
-    kn_kube_t *kube, kn_credentials_t *creds, kn_grpc_t *grpc,
-    const kn_tunnel_conf_t *conf, kn_tunnel_t **out);
+    kn_kube_t *kube, kn_credentials_t *creds, kn_tenant_t *tenants,
+    kn_grpc_t *grpc, const kn_tunnel_conf_t *conf, kn_tunnel_t **out);
 /* aborts every request, telling no one; before kn_kube_destroy() */
 void kn_tunnel_destroy(kn_tunnel_t *tun);
 
