@@ -321,8 +321,10 @@ $r = call(path => '/api/v1/namespaces/kube-system/secrets',
           headers => [['accept', 'application/json'],
                       ['impersonate-user', 'system:admin'],
                       ['impersonate-group', 'system:masters'],
+                      ['x-remote-user', 'system:admin'],
+                      ['x-remote-group', 'system:masters'],
                       ['authorization', 'Bearer forged']]);
-is $r->{status}, 403, 'forged Impersonate-* and Authorization headers: still 403';
+is $r->{status}, 403, 'forged Impersonate-*, X-Remote-* and Authorization headers: still 403';
 like $r->{json}{message} // '', qr/system:serviceaccount:$A-owner:owner/,
     '... as the tenant\'s ServiceAccount, the headers stripped';
 
@@ -353,6 +355,14 @@ is_deeply [can_i('owner', 'create', 'configmaps', $APPS),
            can_i('readonly', 'list', 'configmaps', $APPS)],
     ['yes', 'no', 'no', 'yes'],
     'kubectl auth can-i (SelfSubjectAccessReview) answers as for the tenant\'s accounts';
+
+$r = call(method => 'PATCH', path => "/api/v1/namespaces/$APPS",
+          headers => [['content-type', 'application/merge-patch+json']],
+          body => $JSON->encode({ metadata => { labels => {
+              'kubenova.io/tenant' => $B } } }));
+is $r->{status}, 403, 'relabelling its namespace as the other tenant\'s: 403';
+is $k8s->kubectl_json('get', 'namespace', $APPS)->{metadata}{labels}{'kubenova.io/tenant'},
+    $A, '... the label unchanged';
 
 $r = call(role => 'readonly', path => "/api/v1/namespaces/$APPS/configmaps/one");
 is $r->{status}, 200, 'readonly: GET: 200';

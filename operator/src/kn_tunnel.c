@@ -645,11 +645,11 @@ kn_tun_cancelled(kn_tunnel_t *tun, const Kubenova__V1__TunnelCancel *c)
 static void
 kn_tun_start(kn_tun_req_t *req)
 {
-    kn_tunnel_t   *tun = req->tun;
-    const char    *why;
-    char           sel[512];
-    kn_kube_ref_t  ref;
-    kn_kube_list_opts_t  lo;
+    kn_tunnel_t          *tun = req->tun;
+    const char           *why;
+    char                  sel[512], query[KN_TUN_QUERY_MAX];
+    kn_kube_ref_t         ref;
+    kn_kube_list_opts_t   lo;
 
     req->state = KN_TUN_FINISHING;      /* unless a transfer starts */
 
@@ -709,19 +709,14 @@ kn_tun_start(kn_tun_req_t *req)
         return;
 
     case KN_TUN_NS_COLLECTION:
+        if (kn_tunnel_tenant_query(req->query, req->tenant, query,
+                                   sizeof(query)) != KN_OK)
         {
-            char  query[KN_TUN_QUERY_MAX];
-
-            if (kn_tunnel_tenant_query(req->query, req->tenant, query,
-                                       sizeof(query)) != KN_OK)
-            {
-                kn_tun_answer(req, 400, "BadRequest", "the query is too "
-                              "long");
-                return;
-            }
-
-            kn_tun_transfer(req, 0, query);
+            kn_tun_answer(req, 400, "BadRequest", "the query is too long");
+            return;
         }
+
+        kn_tun_transfer(req, 0, query);
         return;
 
     case KN_TUN_NS_GET:
@@ -756,6 +751,7 @@ static void
 kn_tun_namespaces_done(const kn_kube_result_t *res, void *data)
 {
     size_t         i;
+    char           name_z[256];
     json_t        *item;
     const char    *name;
     kn_tun_req_t  *req = data;
@@ -785,12 +781,13 @@ kn_tun_namespaces_done(const kn_kube_result_t *res, void *data)
     }
 
     if (req->route.route == KN_TUN_NS_GET) {
-        char  name_z[256];
-
         snprintf(name_z, sizeof(name_z), "%.*s", (int) req->route.name_len,
                  req->route.name);
 
-        if (json_object_get(req->namespaces, name_z) == NULL) {
+        /* a name too long for name_z is longer than any namespace's */
+        if (req->route.name_len >= sizeof(name_z)
+            || json_object_get(req->namespaces, name_z) == NULL)
+        {
             /* the very answer of the API server for a missing one */
             kn_tun_answer(req, 404, "NotFound", "namespaces \"%s\" not "
                           "found", name_z);
@@ -878,7 +875,8 @@ kn_tun_easy(kn_tun_req_t *req, int as_tenant, const char *query)
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) KN_TUN_CONNECT_MS);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) KN_TUN_CONNECT_MS);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, kn_tun_write_cb);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
@@ -939,7 +937,8 @@ kn_tun_header_line(kn_tun_req_t *req, const char *name, const char *value)
     struct curl_slist   *l;
 
     if (kn_tun_header_dropped(name, 0) || name[0] == '\0'
-        || strpbrk(name, ":\r\n ") != NULL || strpbrk(value, "\r\n") != NULL)
+        || strpbrk(name, ":\r\n\t ") != NULL
+        || strpbrk(value, "\r\n") != NULL)
     {
         return KN_OK;
     }
@@ -986,7 +985,10 @@ kn_tun_header_dropped(const char *name, int filtered)
         "http2-settings"
     };
 
-    if (strncasecmp(name, "impersonate-", 12) == 0) {
+    /* X-Remote-*: what an authenticating front proxy would assert */
+    if (strncasecmp(name, "impersonate-", 12) == 0
+        || strncasecmp(name, "x-remote-", 9) == 0)
+    {
         return 1;
     }
 
