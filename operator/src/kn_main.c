@@ -337,6 +337,7 @@ kn_main_kube(kn_ctx_t *ctx)
 
     tc.max_requests = cfg->max_tunnel_requests;
     tc.max_buffer = cfg->tunnel_max_buffer;
+    tc.max_message = cfg->max_message;
 
     rc = kn_tunnel_create(ctx->loop, &ctx->log, ctx->kube, ctx->creds,
                           ctx->tenant, ctx->grpc, &tc, &ctx->tunnel);

@@ -20,6 +20,8 @@
 
 
 #define KN_TUN_CHUNK         (16 * 1024)   /* TunnelData payload */
+#define KN_TUN_FRAMING       64            /* a TunnelData message but its
+                                              payload, and more */
 #define KN_TUN_BODY_WINDOW   65536         /* request body, the protocol's */
 #define KN_TUN_OUT_HIGH      (64 * 1024)   /* pending response bytes past
                                               which the transfer pauses */
@@ -107,6 +109,7 @@ struct kn_tunnel_s {
     size_t                nbuckets;     /* a power of two */
     size_t                count;        /* in the table */
     size_t                running;      /* counted ones */
+    size_t                chunk;        /* TunnelData payload at most */
 
     kn_tun_req_t         *dirty;
     kn_timer_t            kick;
@@ -185,6 +188,8 @@ kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
     tun->tenants = tenants;
     tun->grpc = grpc;
     tun->conf = *conf;
+    tun->chunk = conf->max_message - KN_TUN_FRAMING < KN_TUN_CHUNK
+                 ? conf->max_message - KN_TUN_FRAMING : KN_TUN_CHUNK;
     kn_timer_init(&tun->kick, kn_tun_kick, tun);
 
     /* twice the running ones: answers of refused requests live briefly */
@@ -400,6 +405,10 @@ kn_tun_process(kn_tun_req_t *req)
         if (rc == KN_AGAIN) {
             goto again;
         }
+        if (rc != KN_OK) {
+            kn_tun_free(req);           /* the stream is gone */
+            return;
+        }
         req->in_granted = 0;
     }
 
@@ -415,8 +424,17 @@ kn_tun_process(kn_tun_req_t *req)
         goto again;
     }
 
+    if (rc == KN_ERROR) {
+        snprintf(req->curl_error, sizeof(req->curl_error), "the response "
+                 "headers do not fit in a message to the Manager "
+                 "(--max-message)");
+        req->failed = 1;
+        kn_tun_dirty(req);
+        return;
+    }
+
     if (rc != KN_OK) {
-        kn_tun_free(req);
+        kn_tun_free(req);               /* the stream is gone */
         return;
     }
 
@@ -1241,7 +1259,7 @@ kn_tun_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
     }
 
     rc = kn_tun_flush(req);
-    if (rc == KN_AGAIN || req->out_len > req->out_pos) {
+    if (rc != KN_OK || req->out_len > req->out_pos) {
         kn_tun_dirty(req);              /* a window, or the queue, later */
     }
 
@@ -1447,8 +1465,9 @@ kn_tun_append(kn_tun_req_t *req, char **buf, size_t *len, size_t *cap,
 /*
  * Sends what the window and the queue allow: the head first, then the
  * body in chunks, then (once nothing more will come) the end.  KN_AGAIN:
- * the queue is full; KN_ERROR: the stream is gone or the message is too
- * large.  Called from the loop and from the write callback.
+ * the queue is full; KN_DECLINED: the stream is gone; KN_ERROR: the head
+ * is larger than a message may be.  Called from the loop and from the
+ * write callback.
  */
 
 static kn_rc
@@ -1475,8 +1494,8 @@ kn_tun_flush(kn_tun_req_t *req)
 
     while (req->out_pos < req->out_len && req->window > 0) {
         n = req->out_len - req->out_pos;
-        if (n > KN_TUN_CHUNK) {
-            n = KN_TUN_CHUNK;
+        if (n > tun->chunk) {
+            n = tun->chunk;
         }
         if (n > req->window) {
             n = (size_t) req->window;
@@ -1514,7 +1533,6 @@ static kn_rc
 kn_tun_send_head(kn_tun_req_t *req)
 {
     size_t                          i;
-    kn_rc                           rc;
     Kubenova__V1__Header           *hp[KN_TUN_MAX_HEADERS];
     Kubenova__V1__TunnelResponse    r = KUBENOVA__V1__TUNNEL_RESPONSE__INIT;
     Kubenova__V1__OperatorMessage   m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
@@ -1531,9 +1549,7 @@ kn_tun_send_head(kn_tun_req_t *req)
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_RESPONSE;
     m.tunnel_response = &r;
 
-    rc = kn_grpc_send_tunnel(req->tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(req->tun->grpc, &m);
 }
 
 
@@ -1541,7 +1557,6 @@ static kn_rc
 kn_tun_send_data(kn_tunnel_t *tun, uint64_t id, const char *p, size_t len,
     int end)
 {
-    kn_rc                          rc;
     Kubenova__V1__TunnelData       d = KUBENOVA__V1__TUNNEL_DATA__INIT;
     Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
 
@@ -1553,16 +1568,13 @@ kn_tun_send_data(kn_tunnel_t *tun, uint64_t id, const char *p, size_t len,
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_DATA;
     m.tunnel_data = &d;
 
-    rc = kn_grpc_send_tunnel(tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(tun->grpc, &m);
 }
 
 
 static kn_rc
 kn_tun_send_window(kn_tunnel_t *tun, uint64_t id, uint32_t increment)
 {
-    kn_rc                          rc;
     Kubenova__V1__TunnelWindow     w = KUBENOVA__V1__TUNNEL_WINDOW__INIT;
     Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
 
@@ -1572,16 +1584,13 @@ kn_tun_send_window(kn_tunnel_t *tun, uint64_t id, uint32_t increment)
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_WINDOW;
     m.tunnel_window = &w;
 
-    rc = kn_grpc_send_tunnel(tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(tun->grpc, &m);
 }
 
 
 static kn_rc
 kn_tun_send_cancel(kn_tunnel_t *tun, uint64_t id, const char *reason)
 {
-    kn_rc                          rc;
     Kubenova__V1__TunnelCancel     c = KUBENOVA__V1__TUNNEL_CANCEL__INIT;
     Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
 
@@ -1591,7 +1600,5 @@ kn_tun_send_cancel(kn_tunnel_t *tun, uint64_t id, const char *reason)
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_CANCEL;
     m.tunnel_cancel = &c;
 
-    rc = kn_grpc_send_tunnel(tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(tun->grpc, &m);
 }

@@ -43,6 +43,7 @@ typedef struct {
     size_t   max_requests;          /* at once; past it: 503 */
     size_t   max_buffer;            /* a response held whole to be
                                        filtered (pods of all namespaces) */
+    size_t   max_message;           /* to the Manager (at least 1024) */
 } kn_tunnel_conf_t;
 
 
