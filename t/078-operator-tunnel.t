@@ -495,6 +495,24 @@ send_msg({ tunnel_window => { id => '999999', increment => 5 } });
 $r = call(path => "/api/v1/namespaces/$APPS/configmaps/one");
 is $r->{status}, 200, 'messages for an unknown id are ignored: the Operator goes on';
 
+# --- the stream ends: every request is abandoned ---------------------------
+
+$before = watchers();
+my $lw = treq(path => "/api/v1/namespaces/$APPS/configmaps", query => 'watch=true');
+$srv->take(sub { is_msg($_[0], $lw, qr/^tunnel_response$/) }, 30);
+ok wait_until(sub { watchers() == $before + 1 }, 30), 'a watch runs';
+my $off = $op->log_offset;
+$srv->cmd(op => 'end', code => 'UNAVAILABLE', details => 't78: going away');
+ok $op->wait_log(qr/tunnel: the stream ended: 1 request\(s\) abandoned/, 30, $off),
+    'the stream ends: the Operator abandons the request' or diag $op->log_text;
+ok wait_until(sub { watchers() == $before }, 30),
+    '... and its watch is gone from the API server';
+my $c2 = $srv->event('connect', 60);
+ok $c2, 'the Operator connects again';
+$n = $c2 ? $c2->{n} : $n;
+ok wait_until(sub { call(path => "/api/v1/namespaces/$APPS/configmaps/one")->{status} == 200 }, 30),
+    '... and the tunnel serves on the new stream';
+
 ok $op->alive, 'the Operator is up';
 is $op->stop(10), 0, 'SIGTERM: exit 0';
 is_deeply [$op->sanitizer_reports], [], 'no sanitizer report';

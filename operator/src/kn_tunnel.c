@@ -240,13 +240,6 @@ kn_tunnel_destroy(kn_tunnel_t *tun)
 }
 
 
-size_t
-kn_tunnel_live(kn_tunnel_t *tun)
-{
-    return tun->count;
-}
-
-
 static kn_tun_req_t **
 kn_tun_slot(kn_tunnel_t *tun, uint64_t id)
 {

@@ -61,8 +61,5 @@ void kn_tunnel_message(kn_tunnel_t *tun,
 /* the stream ended: every request is abandoned */
 void kn_tunnel_disconnected(kn_tunnel_t *tun);
 
-/* requests now live, for logs and tests */
-size_t kn_tunnel_live(kn_tunnel_t *tun);
-
 
 #endif /* KN_TUNNEL_H */
