@@ -58,7 +58,7 @@ my $op = KubeNova::Operator->start(
     manager_url => 'http://127.0.0.1:' . $srv->port,
     cluster => 't78-c', secret => 'kncs_t78_' . ('x' x 20),
     args => ['--heartbeat', '1s', '--kubeconfig', $k8s->operator_kubeconfig,
-             '--max-tunnel-requests', $LIMIT]);
+             '--max-tunnel-requests', $LIMIT, '--tunnel-max-buffer', '256k']);
 
 my $c = $srv->connect_in_mode(60);
 ok $c, 'the Operator connects' or diag $op->log_text;
@@ -404,6 +404,23 @@ push @ev, watch_events($pw, 1);
 is_deeply [map { "$_->{type} $_->{object}{metadata}{namespace}" } @ev],
     ["ADDED $APPS"], '... shows the tenant\'s only';
 send_msg({ tunnel_cancel => { id => "$pw" } });
+
+# the lists being filtered share --tunnel-max-buffer (256k here)
+for my $i (1 .. 3) {
+    ok $k8s->apply({ %$pod, metadata => { name => "big-$i", namespace => 'default',
+                                          annotations => { big => 'b' x 120_000 } } },
+                   '--server-side'), "(a pod of 120 KB in default)";
+}
+$r = call(path => '/api/v1/pods');
+is $r->{status}, 503, 'a list of all pods larger than --tunnel-max-buffer: 503';
+like $r->{json}{message} // '', qr/--tunnel-max-buffer .*limit/, '... saying why, and what to do';
+$r = call(path => '/api/v1/pods', query => 'limit=1');
+is $r->{status}, 200, '... page by page (limit) it passes';
+is_deeply $r->{json}{items}, [], '... (the first page is a pod of default: nothing of it)';
+ok $r->{json}{metadata}{continue}, '... and the continue token goes on';
+$k8s->kubectl('delete', 'pod', '-n', 'default', '--wait=false', map { "big-$_" } 1 .. 3);
+ok wait_until(sub { call(path => '/api/v1/pods')->{status} == 200 }, 60),
+    '... and once they are gone, the whole list passes again (the budget is back)';
 
 for (['/api/v1/nodes', 'NodeList', 'v1'],
      ['/apis/storage.k8s.io/v1/storageclasses', 'StorageClassList', 'storage.k8s.io/v1'])

@@ -146,8 +146,8 @@ static const kn_config_option_t  kn_config_options[] = {
     { "tunnel-max-buffer", "KN_TUNNEL_MAX_BUFFER", KN_OPT_SIZE,
       offsetof(kn_config_t, tunnel_max_buffer), 0, 64 * 1024,
       1024 * 1024 * 1024,
-      "largest kube proxy response held whole to be filtered (pods of all "
-      "namespaces) (default 32m)" },
+      "memory the kube proxy responses being filtered (pods of all "
+      "namespaces, held whole) may take, all of them (default 64m)" },
 
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
@@ -188,7 +188,7 @@ kn_config_defaults(kn_config_t *cfg)
     cfg->usage_spool_max = 10000;
     cfg->tenant_token_ttl_ms = 3600 * 1000;
     cfg->max_tunnel_requests = 64;
-    cfg->tunnel_max_buffer = 32 * 1024 * 1024;
+    cfg->tunnel_max_buffer = 64 * 1024 * 1024;
     cfg->log_level = KN_LOG_INFO;
 
     strcpy(cfg->service_account_dir,

@@ -41,8 +41,9 @@ typedef struct kn_tunnel_s  kn_tunnel_t;
 
 typedef struct {
     size_t   max_requests;          /* at once; past it: 503 */
-    size_t   max_buffer;            /* a response held whole to be
-                                       filtered (pods of all namespaces) */
+    size_t   max_buffer;            /* held by the responses filtered
+                                       (pods of all namespaces), all of
+                                       them together */
     size_t   max_message;           /* to the Manager (at least 1024) */
 } kn_tunnel_conf_t;
 
