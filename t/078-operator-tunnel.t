@@ -237,8 +237,11 @@ ok wait_until(sub { push @ev, watch_events($w, 0.5);
 is_deeply [map { $_->{object}{metadata}{name} } @ev], ['later'],
     '... of that configmap';
 
-$r = call(method => 'DELETE', path => "/api/v1/namespaces/$APPS/configmaps/later");
-is $r->{status}, 200, 'owner: DELETE: 200';
+$r = call(method => 'DELETE', path => "/api/v1/namespaces/$APPS/configmaps/later",
+          headers => [['content-type', 'application/json']],
+          body => $JSON->encode({ kind => 'DeleteOptions', apiVersion => 'v1',
+                                  propagationPolicy => 'Background' }));
+is $r->{status}, 200, 'owner: DELETE (with DeleteOptions, as kubectl sends it): 200';
 ok wait_until(sub { push @ev, watch_events($w, 0.5);
                     grep { $_->{type} eq 'DELETED' } @ev }, 20),
     '... the watch sees it DELETED';
