@@ -466,13 +466,19 @@ my $W = 300_000;
 my $bl = treq(path => "/api/v1/namespaces/$APPS/configmaps", window => $W);
 my $head = $srv->take(sub { is_msg($_[0], $bl, qr/^tunnel_response$/) }, 30);
 is $head && $head->{msg}{status}, 200, 'a list of about 6 MB: 200';
-my @first = $srv->take_all(sub { is_msg($_[0], $bl, qr/^tunnel_data$/) }, 3);
-my $got = 0;
+my (@first, $got);
+wait_until(sub {
+    push @first, $srv->take_all(sub { is_msg($_[0], $bl, qr/^tunnel_data$/) }, 0.5);
+    $got = 0;
+    $got += length decode_base64($_->{msg}{data}) for @first;
+    $got >= $W }, 60);
+push @first, $srv->take_all(sub { is_msg($_[0], $bl, qr/^tunnel_data$/) }, 1);
+$got = 0;
 $got += length decode_base64($_->{msg}{data}) for @first;
 ok @first > 1, 'its body comes in chunks: ' . scalar(@first);
 ok !(grep { length(decode_base64($_->{msg}{data})) > 16384 } @first),
     '... of at most 16 KiB';
-ok $got > 0 && $got <= $W, "... no more than the window ($got of $W bytes) until the reader grants more";
+is $got, $W, "... exactly the window ($W bytes) until the reader grants more";
 ok !(grep { $_->{msg}{end} } @first), '... not ended';
 
 $r = call(path => "/api/v1/namespaces/$APPS/configmaps/one");
@@ -528,8 +534,8 @@ ok $op->wait_log(qr/tunnel: the stream ended: 1 request\(s\) abandoned/, 30, $of
 ok wait_until(sub { watchers() == $before }, 30),
     '... and its watch is gone from the API server';
 my $c2 = $srv->event('connect', 60);
-ok $c2, 'the Operator connects again';
 $n = $c2 ? $c2->{n} : $n;
+ok $c2 && $srv->msg($n, 'hello', 30), 'the Operator connects again';
 ok wait_until(sub { call(path => "/api/v1/namespaces/$APPS/configmaps/one")->{status} == 200 }, 30),
     '... and the tunnel serves on the new stream';
 
