@@ -66,6 +66,9 @@ typedef struct {
 
     /* the component bundles (kn_components) */
     char            bundles_dir[PATH_MAX];
+    /* the kube proxy tunnel (kn_tunnel) */
+    size_t          max_tunnel_requests;
+    size_t          tunnel_max_buffer;
 
     kn_log_level_e  log_level;
 } kn_config_t;

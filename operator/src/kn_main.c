@@ -25,6 +25,7 @@
 #include "kn_loop.h"
 #include "kn_spool.h"
 #include "kn_tenant.h"
+#include "kn_tunnel.h"
 #include "kn_usage.h"
 
 
@@ -47,6 +48,7 @@ typedef struct {
     kn_drift_t    *drift;           /* watches what the tenants own */
     kn_credentials_t  *creds;       /* the tenants' kubeconfigs */
     kn_components_t   *components;  /* the NovaClusterConfig's bundles */
+    kn_tunnel_t   *tunnel;          /* the tenants' kube proxy requests */
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
     kn_usage_t    *usage;
@@ -68,6 +70,7 @@ static void kn_main_stopped(void *data);
 static void kn_main_welcome(void *data, const Kubenova__V1__Welcome *w);
 static void kn_main_usage_ack(void *data, int64_t sequence);
 static void kn_main_disconnected(void *data, const char *reason);
+static void kn_main_tunnel(void *data, const Kubenova__V1__ManagerMessage *m);
 static kn_rc kn_main_send_usage(void *data,
     const Kubenova__V1__UsageReport *report);
 static kn_rc kn_main_usage(kn_ctx_t *ctx);
@@ -98,7 +101,8 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_status_ack,
     kn_main_kubeconfig_ack,
     kn_main_disconnected,
-    kn_main_stopped
+    kn_main_stopped,
+    kn_main_tunnel
 };
 
 
@@ -135,6 +139,7 @@ main(int argc, char **argv)
     status = kn_main_run(&ctx);
 
     kn_grpc_destroy(ctx.grpc);
+    kn_tunnel_destroy(ctx.tunnel);
     kn_drift_destroy(ctx.drift);
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
@@ -188,7 +193,8 @@ kn_main_run(kn_ctx_t *ctx)
 
     signal(SIGPIPE, SIG_IGN);
 
-    rc = kn_loop_create(&ctx->log, KN_MAIN_MAX_TIMERS, KN_MAIN_MAX_TRANSFERS,
+    rc = kn_loop_create(&ctx->log, KN_MAIN_MAX_TIMERS,
+                        KN_MAIN_MAX_TRANSFERS + cfg->max_tunnel_requests,
                         &ctx->loop);
     if (rc != KN_OK) {
         return 1;
@@ -292,6 +298,7 @@ kn_main_kube(kn_ctx_t *ctx)
     kn_usage_conf_t     uc;
     kn_kubeconfig_t     kc;
     kn_kube_options_t   ko;
+    kn_tunnel_conf_t    tc;
 
     if (cfg->kube_mode == KN_KUBE_KUBECONFIG) {
         rc = kn_kubeconfig_load(&kc, cfg->kubeconfig, NULL, err,
@@ -330,6 +337,16 @@ kn_main_kube(kn_ctx_t *ctx)
 
     rc = kn_tenant_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
                           &ctx->tenant);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
+    tc.max_requests = cfg->max_tunnel_requests;
+    tc.max_buffer = cfg->tunnel_max_buffer;
+    tc.max_message = cfg->max_message;
+
+    rc = kn_tunnel_create(ctx->loop, &ctx->log, ctx->kube, ctx->creds,
+                          ctx->tenant, ctx->grpc, &tc, &ctx->tunnel);
     if (rc != KN_OK) {
         return KN_ERROR;
     }
@@ -589,6 +606,23 @@ kn_main_disconnected(void *data, const char *reason)
 
     if (ctx->spool != NULL) {
         kn_spool_disconnected(ctx->spool);
+    }
+
+    if (ctx->tunnel != NULL) {
+        kn_tunnel_disconnected(ctx->tunnel);
+    }
+}
+
+
+/* the kube proxy: only with Kubernetes (without, the Manager times out) */
+
+static void
+kn_main_tunnel(void *data, const Kubenova__V1__ManagerMessage *m)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->tunnel != NULL) {
+        kn_tunnel_message(ctx->tunnel, m);
     }
 }
 
