@@ -1,0 +1,87 @@
+// Live status of one application: the Manager's server-sent events
+// (GET .../apps/{app}/status?watch=1) read with fetch, so the token stays
+// in the Authorization header (EventSource cannot send one and would need
+// it in the URL).  Where the stream is not offered, or breaks, the
+// application is polled instead.
+
+import { call, seg } from './api.js';
+
+const MAX_EVENT = 1 << 20;      // one event's text; past it the stream is dropped
+const POLL_MS = 2000;
+
+// onUpdate(data) for each status event (parsed JSON, or null: "changed,
+// read it again"); onGone() once the application no longer exists.
+// Returns stop().
+export function watchApp(tenant, app, { onUpdate, onGone, onMode }) {
+    const ctl = new AbortController();
+    let timer = null;
+    let stopped = false;
+    const path = `tenants/${seg(tenant)}/apps/${seg(app)}`;
+
+    function poll() {
+        if (stopped) return;
+        onMode?.('polling');
+        timer = setTimeout(async () => {
+            try {
+                onUpdate(await call('GET', path, { signal: ctl.signal }));
+            } catch (e) {
+                if (e.name === 'AbortError') return;
+                if (e.status === 404) { onGone(); return; }
+            }
+            poll();
+        }, POLL_MS);
+    }
+
+    function dispatch(block) {
+        let data = '';
+        for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue;           // a comment: heartbeat
+            if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(5).replace(/^ /, '');
+        }
+        if (!data) return;
+        let parsed = null;
+        try { parsed = JSON.parse(data); } catch { /* not JSON: re-read the app */ }
+        onUpdate(parsed);
+    }
+
+    (async () => {
+        let r;
+        try {
+            r = await call('GET', `${path}/status?watch=1`,
+                           { raw: true, accept: 'text/event-stream', signal: ctl.signal });
+        } catch (e) {
+            if (e.name === 'AbortError') return;
+            return poll();              // no stream here (or the app is gone: polling tells)
+        }
+        if (!(r.headers.get('content-type') || '').startsWith('text/event-stream') || !r.body) {
+            return poll();
+        }
+        onMode?.('live');
+        const reader = r.body.getReader();
+        const dec = new TextDecoder();
+        let buf = '';
+        try {
+            for (;;) {
+                const { value, done } = await reader.read();
+                if (done) break;
+                buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+                let i;
+                while ((i = buf.indexOf('\n\n')) >= 0) {
+                    dispatch(buf.slice(0, i));
+                    buf = buf.slice(i + 2);
+                }
+                if (buf.length > MAX_EVENT) throw new Error('event too large');
+            }
+        } catch (e) {
+            if (e.name === 'AbortError' || stopped) return;
+            return poll();
+        }
+        // the server ends the stream when the application is deleted
+        if (!stopped) {
+            try { onUpdate(await call('GET', path, { signal: ctl.signal })); poll(); }
+            catch (e) { if (e.status === 404) onGone(); else poll(); }
+        }
+    })();
+
+    return () => { stopped = true; clearTimeout(timer); ctl.abort(); };
+}
