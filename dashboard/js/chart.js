@@ -27,8 +27,7 @@ export function barChart(title, unit, points) {
     const max = Math.max(0, ...points.map(p => p.value));
     const total = points.reduce((a, p) => a + p.value, 0);
     const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img',
-                           'aria-labelledby': `${tid} ${did}`, class: 'chart',
-                           preserveAspectRatio: 'none' });
+                           'aria-labelledby': `${tid} ${did}`, class: 'chart' });
     svg.append(s('title', { id: tid }, title),
                s('desc', { id: did }, `${points.length} days, total ${fmt(total)} ${unit}, `
                                       + `highest ${fmt(max)} ${unit}.`));

@@ -364,6 +364,11 @@ await check('the readonly member sees no write controls', async () => {
     let n = await writes();
     await go('#/users');
     n += await writes();
+    // the readonly member may see (and manage) its own tokens, read only
+    await page.getByRole('button', { name: 'Tokens of d80-reader' }).click();
+    await page.locator('section[aria-label="Tokens of d80-reader"] table').waitFor();
+    n += await writes();
+    if (/\bnull\b|undefined/.test(await main.textContent())) throw new Error('null shown');
     await go('#/kubeconfigs');
     n += await page.getByRole('button', { name: /owner kubeconfig/ }).count();
     await go('#/apps');

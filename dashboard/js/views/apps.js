@@ -3,7 +3,7 @@
 // per-cluster status live, delete it and see which clusters still have to
 // remove it.
 
-import { h, table, section, when, announce } from '../dom.js';
+import { h, append, table, section, when, announce } from '../dom.js';
 import { listAll, call, get, seg } from '../api.js';
 import { field, form } from '../forms.js';
 import { watchApp } from '../watch.js';
@@ -77,7 +77,7 @@ function details(ctx, name, onDeleted, onChanged) {
               ` · generation ${app.generation} · updated ${when(app.updated_at)}`),
             deleting ? h('p', { class: 'warn', 'data-pending': pending.join(',') },
                 pending.length ? `Deleting: waiting for ${pending.join(', ')} to remove it.`
-                               : 'Deleting: no cluster left to wait for.') : null,
+                               : 'Deleting: no cluster left to wait for.') : '',
             table(`Status of ${app.name} per cluster`, [
                 { label: 'Cluster', cell: r => r.cluster },
                 { label: 'Sync', cell: r => r.sync_state || r.state || '—' },
@@ -112,7 +112,7 @@ function details(ctx, name, onDeleted, onChanged) {
         onMode: m => { mode.textContent = m === 'live' ? 'Status updates live.'
                                                       : 'Status refreshed every few seconds.'; },
     });
-    box.append(h('h2', { id: 'app-title', tabindex: -1 }, `Application ${name}`), mode, body, del);
+    append(box, [h('h2', { id: 'app-title', tabindex: -1 }, `Application ${name}`), mode, body, del]);
     apply(null).catch(e => body.replaceChildren(h('p', { role: 'alert' }, e.message)));
     return { box, stop };
 }

@@ -44,7 +44,7 @@ export async function render(ctx) {
                 { label: 'Amount', cell: l => money(l.amount, invoice.currency) },
             ], invoice.lines, 'nothing charged yet.'));
     ctx.main.replaceChildren(
-        usage.items.length ? null
+        usage.items.length ? ''
             : h('p', { class: 'empty' }, 'No usage reported in the last 30 days.'),
         section('Usage, last 30 days', charts),
         section('Invoice this month', inv));

@@ -2,7 +2,7 @@
 // owner manages the tenant's own.  A new token's secret is shown once,
 // with a copy button; revoking is immediate.
 
-import { h, table, section, when, announce, secretBox } from '../dom.js';
+import { h, append, table, section, when, announce, secretBox } from '../dom.js';
 import { listAll, call, seg } from '../api.js';
 import { field, form, value } from '../forms.js';
 
@@ -45,8 +45,8 @@ function tokensPanel(ctx, user) {
         secret.querySelector('input').focus();
         await load();
     }) : null;
-    load();
-    panel.append(h('h3', {}, `Tokens of ${user}`), list, secret, create);
+    load().catch(e => list.replaceChildren(h('p', { role: 'alert' }, e.message)));
+    append(panel, [h('h3', {}, `Tokens of ${user}`), list, secret, create]);
     return panel;
 }
 
