@@ -46,12 +46,15 @@ function signIn(message) {
             + 'It is kept in this browser tab only.',
         attrs: { autocomplete: 'off', spellcheck: 'false' },
     });
-    const err = h('p', { class: 'form-error', role: 'alert', tabindex: -1 }, message || '');
+    const err = h('p', { id: 'signin-error', class: 'form-error', role: 'alert' },
+                  message || '');
     const f = h('form', { class: 'card signin', 'aria-labelledby': 'signin-title' },
         h('h1', { id: 'signin-title' }, 'Sign in to KubeNova'),
         tokenField, err,
         h('button', { type: 'submit' }, 'Sign in'));
     const input = tokenField.querySelector('input');
+    input.setAttribute('aria-describedby',
+                       input.getAttribute('aria-describedby') + ' signin-error');
     f.addEventListener('submit', async ev => {
         ev.preventDefault();
         const token = input.value.trim();
