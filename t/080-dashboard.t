@@ -37,6 +37,7 @@ BAIL_OUT("scripts/dashboard-test-deps.sh failed: no playwright-core")
 
 my $artifacts = $ENV{TEST_ARTIFACTS_DIR} || "$repo/t/artifacts";
 make_path($artifacts);
+unlink glob "$artifacts/failed-*.png";       # the browser script's, of an older run
 
 my $dir = tempdir(CLEANUP => 1);
 open my $kf, '>', "$dir/secret.key" or die $!;

@@ -13,7 +13,8 @@ const POLL_MS = 2000;
 // read it again"); onGone() once the application no longer exists.
 // Returns stop().
 export function watchApp(tenant, app, { onUpdate, onGone, onMode }) {
-    const ctl = new AbortController();
+    const ctl = new AbortController();         // everything, on stop()
+    const stream = new AbortController();      // the event stream alone
     let timer = null;
     let stopped = false;
     const path = `tenants/${seg(tenant)}/apps/${seg(app)}`;
@@ -32,23 +33,30 @@ export function watchApp(tenant, app, { onUpdate, onGone, onMode }) {
         }, POLL_MS);
     }
 
+    // one event: "status" (the status document), "deleted" (the end),
+    // "error" (the stream is over: fall back to polling, which also tells
+    // whether the app is still readable)
     function dispatch(block) {
-        let data = '';
+        let data = '', event = 'message';
         for (const line of block.split('\n')) {
             if (line.startsWith(':')) continue;           // a comment: heartbeat
+            if (line.startsWith('event:')) event = line.slice(6).trim();
             if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(5).replace(/^ /, '');
         }
-        if (!data) return;
+        if (event === 'deleted') return 'gone';
+        if (event === 'error') return 'error';
+        if (!data) return null;
         let parsed = null;
         try { parsed = JSON.parse(data); } catch { /* not JSON: re-read the app */ }
         onUpdate(parsed);
+        return null;
     }
 
     (async () => {
         let r;
         try {
             r = await call('GET', `${path}/status?watch=1`,
-                           { raw: true, accept: 'text/event-stream', signal: ctl.signal });
+                           { raw: true, accept: 'text/event-stream', signal: stream.signal });
         } catch (e) {
             if (e.name === 'AbortError') return;
             return poll();              // no stream here (or the app is gone: polling tells)
@@ -67,8 +75,10 @@ export function watchApp(tenant, app, { onUpdate, onGone, onMode }) {
                 buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
                 let i;
                 while ((i = buf.indexOf('\n\n')) >= 0) {
-                    dispatch(buf.slice(0, i));
+                    const end = dispatch(buf.slice(0, i));
                     buf = buf.slice(i + 2);
+                    if (end === 'gone') { stopped = true; ctl.abort(); onGone(); return; }
+                    if (end === 'error') { stream.abort(); return poll(); }
                 }
                 if (buf.length > MAX_EVENT) throw new Error('event too large');
             }
@@ -83,5 +93,5 @@ export function watchApp(tenant, app, { onUpdate, onGone, onMode }) {
         }
     })();
 
-    return () => { stopped = true; clearTimeout(timer); ctl.abort(); };
+    return () => { stopped = true; clearTimeout(timer); ctl.abort(); stream.abort(); };
 }

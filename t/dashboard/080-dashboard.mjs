@@ -45,14 +45,25 @@ function ok(cond, name, diag) {
     say({ ok: !!cond, name, diag });
 }
 
-// a check whose steps throw when the page does not do what it should
+// a check whose steps throw when the page does not do what it should; a
+// failed one leaves a screenshot (failed-N.png) and what the page said
+let checks = 0;
 async function check(name, fn) {
+    const n = ++checks;
+    let why = null;
     try {
-        const r = await fn();
-        ok(r !== false, name, r === false ? 'condition false' : undefined);
+        if (await fn() === false) why = 'condition false';
     } catch (e) {
-        ok(false, name, String(e.message || e).split('\n').slice(0, 6).join('\n'));
+        why = String(e.message || e).split('\n').slice(0, 6).join('\n');
     }
+    if (why !== null) {
+        try {
+            await page.screenshot({ path: `${SHOTS}/failed-${n}.png`, fullPage: true });
+            const said = await page.locator('.form-error, .field-error, #status').allTextContents();
+            why += `\npage says: ${said.filter(Boolean).join(' | ')} (failed-${n}.png)`;
+        } catch { /* the page itself is gone */ }
+    }
+    ok(why === null, name, why ?? undefined);
 }
 
 // --- the browser -------------------------------------------------------------

@@ -21,20 +21,21 @@ spec:
 
 const stateOf = a => a.state || a.status || 'active';
 
-// one row per cluster: its sync entry, its reported status and any
-// per-cluster view the API adds, merged
+// one row per cluster: its sync entry and its reported status, merged;
+// the API's per-cluster view ("clusters": sync, phase, services, ...),
+// where it has one, last so that it wins
 export function perCluster(a) {
     const by = new Map();
-    const add = (list, key) => {
+    const add = (list, sync) => {
         for (const x of list || []) {
-            const c = x.cluster;
-            if (!c) continue;
-            by.set(c, { ...(by.get(c) || {}), ...(key ? { [key]: x.state } : {}), ...x });
+            if (!x.cluster) continue;
+            by.set(x.cluster, { ...(by.get(x.cluster) || {}), ...x,
+                                ...(sync ? { sync_state: sync(x) } : {}) });
         }
     };
-    add(a.sync, 'sync_state');
+    add(a.sync, x => x.state);
     add(a.cluster_status);
-    add(a.clusters);
+    add(a.clusters, x => x.sync);
     return [...by.values()];
 }
 
@@ -69,9 +70,8 @@ function details(ctx, name, onDeleted, onChanged) {
         // still to remove it: the clusters the API names, else every
         // cluster whose entry is not synced (one that only reports a
         // status has not removed it yet)
-        const pending = deleting ? (app.pending_clusters
-            || perCluster(app).filter(r => (r.sync_state ?? r.state) !== 'synced')
-                              .map(r => r.cluster)) : [];
+        const pending = deleting ? (app.pending
+            || perCluster(app).filter(r => r.sync_state !== 'synced').map(r => r.cluster)) : [];
         body.replaceChildren(
             h('p', {}, 'State: ', h('strong', { 'data-app-state': stateOf(app) }, stateOf(app)),
               ` · generation ${app.generation} · updated ${when(app.updated_at)}`),
@@ -80,12 +80,12 @@ function details(ctx, name, onDeleted, onChanged) {
                                : 'Deleting: no cluster left to wait for.') : '',
             table(`Status of ${app.name} per cluster`, [
                 { label: 'Cluster', cell: r => r.cluster },
-                { label: 'Sync', cell: r => r.sync_state || r.state || '—' },
+                { label: 'Sync', cell: r => r.sync_state || '—' },
                 { label: 'Applied generation', cell: r => r.applied_generation ?? r.observed_generation ?? '—' },
                 { label: 'Phase', cell: r => phaseBadge(r.phase) },
                 { label: 'Workflow', cell: r => r.workflow_state || '—' },
                 { label: 'Services', cell: services },
-                { label: 'Reported', cell: r => when(r.updated_at) },
+                { label: 'Reported', cell: r => when(r.status_updated_at || r.updated_at) },
             ], perCluster(app), 'the tenant is placed on no cluster.'));
     }
     const del = ctx.canWrite ? h('button', { type: 'button', class: 'danger', onclick: async () => {
@@ -97,9 +97,10 @@ function details(ctx, name, onDeleted, onChanged) {
             if (!r) onDeleted();
         } catch (e) { announce(`Application ${name} not deleted: ${e.message}`); }
     } }, `Delete ${name}`) : null;
+    // an event's status document (ApplicationStatus: state, clusters,
+    // pending) updates what is shown; anything else: read the app again
     const apply = async data => {
-        if (data && typeof data === 'object'
-            && ('cluster_status' in data || 'clusters' in data) && app) {
+        if (app && data && typeof data === 'object' && Array.isArray(data.clusters)) {
             app = { ...app, ...data };
         } else {
             app = await get(`tenants/${seg(ctx.tenant)}/apps/${seg(name)}`);
