@@ -19,6 +19,8 @@
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
+#include "ngx_kubenova_app_watch.h"
+#include "ngx_kubenova_listen.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -53,6 +55,10 @@ static ngx_int_t ngx_http_kubenova_log_handler(ngx_http_request_t *r);
 
 static ngx_conf_num_bounds_t  ngx_http_kubenova_usage_series_bounds = {
     ngx_conf_check_num_bounds, 0, 1000000
+};
+
+static ngx_conf_num_bounds_t  ngx_http_kubenova_app_watchers_bounds = {
+    ngx_conf_check_num_bounds, 0, 100000
 };
 
 
@@ -165,6 +171,22 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_loc_conf_t, grpc_heartbeat),
       NULL },
 
+    /* status streams (GET .../apps/{name}/status?watch=1) per worker */
+    { ngx_string("kubenova_app_watchers"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, app_watchers),
+      &ngx_http_kubenova_app_watchers_bounds },
+
+    /* ": ping" on an idle status stream every so often */
+    { ngx_string("kubenova_app_watch_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, app_watch_heartbeat),
+      NULL },
+
       ngx_null_command
 };
 
@@ -232,6 +254,8 @@ ngx_http_kubenova_create_main_conf(ngx_conf_t *cf)
      */
 
     kmcf->usage_series = NGX_CONF_UNSET;
+    kmcf->app_watchers = NGX_CONF_UNSET;
+    kmcf->app_watch_heartbeat = NGX_CONF_UNSET_MSEC;
 
     return kmcf;
 }
@@ -295,6 +319,8 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
 
     ngx_conf_init_value(kmcf->usage_series,
                         NGX_KUBENOVA_USAGE_SERIES_DEFAULT);
+    ngx_conf_init_value(kmcf->app_watchers, 64);
+    ngx_conf_init_msec_value(kmcf->app_watch_heartbeat, 15000);
 
     if (kmcf->gateway_enabled && kmcf->usage_series > 0) {
         kmcf->usage_zone = ngx_kubenova_usage_metrics_zone_add(cf,
@@ -512,6 +538,19 @@ ngx_http_kubenova_init_process(ngx_cycle_t *cycle)
             if (kmcf->gateway == NULL) {
                 return NGX_ERROR;
             }
+        }
+
+        kmcf->app_watch = ngx_kubenova_app_watch_create(cycle, kmcf->pool,
+                              (ngx_uint_t) kmcf->app_watchers,
+                              kmcf->app_watch_heartbeat);
+        if (kmcf->app_watch == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* one LISTEN connection for everyone who subscribed above */
+
+        if (ngx_kubenova_listen_start(cycle, kmcf->pool) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 

@@ -34,9 +34,13 @@ typedef struct {
     ngx_int_t                 usage_series;  /* kubenova_usage_metrics_series */
     ngx_shm_zone_t           *usage_zone;    /* NULL: no usage gauges */
 
+    ngx_int_t                 app_watchers;  /* kubenova_app_watchers */
+    ngx_msec_t                app_watch_heartbeat;
+
     /* this worker's, set after fork in init_process */
     ngx_kubenova_pg_pool_t   *pool;
     void                     *gateway;     /* ngx_kubenova_gateway_t */
+    void                     *app_watch;   /* ngx_kubenova_app_watch_t */
 } ngx_http_kubenova_main_conf_t;
 
 
@@ -57,6 +61,7 @@ typedef struct {
     ngx_str_t                 tenant;        /* $kubenova_tenant, after auth */
     void                     *api;           /* ngx_kubenova_api.c's state */
     void                     *grpc;          /* ngx_kubenova_grpc.c's state */
+    void                     *app_watch;     /* a status stream's watcher */
     unsigned                  has_token:1;
     unsigned                  bad_token:1;   /* malformed Authorization */
     unsigned                  bootstrap_admin:1;

@@ -16,6 +16,7 @@
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_yaml.h"
 #include "ngx_kubenova_crypto.h"
+#include "ngx_kubenova_app_watch.h"
 
 
 #define NGX_KUBENOVA_API_PREFIX      "/api/v1"
@@ -33,6 +34,7 @@ typedef enum {
 
 #define NGX_KUBENOVA_ROUTE_ANONYMOUS  0x01   /* no token (signup) */
 #define NGX_KUBENOVA_ROUTE_CSV        0x02   /* Accept: text/csv honoured */
+#define NGX_KUBENOVA_ROUTE_WATCH      0x04   /* ?watch=1: server-sent events */
 
 
 typedef struct {
@@ -56,6 +58,7 @@ typedef struct {
     ngx_uint_t                   nparams;
     json_t                      *body;
     const char                  *body_format;
+    const char                  *watch;  /* ?watch=1: the envelope, again */
     unsigned                     csv:1;  /* the answer goes as text/csv */
 } ngx_kubenova_api_ctx_t;
 
@@ -103,6 +106,7 @@ static ngx_int_t ngx_kubenova_api_csv(ngx_http_request_t *r, const char *body,
 
 #define ANON    NGX_KUBENOVA_ROUTE_ANONYMOUS
 #define CSV     NGX_KUBENOVA_ROUTE_CSV
+#define WATCH   NGX_KUBENOVA_ROUTE_WATCH
 
 #define NONE    NGX_KUBENOVA_BODY_NONE
 #define JSON    NGX_KUBENOVA_BODY_JSON
@@ -162,6 +166,8 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { GET,    "tenants/:tenant/apps/:app",      "app.get",       NONE,  0 },
     { PUT,    "tenants/:tenant/apps/:app",      "app.put",       DOC,   0 },
     { DELETE, "tenants/:tenant/apps/:app",      "app.delete",    NONE,  0 },
+    { GET,    "tenants/:tenant/apps/:app/status",
+                                                "app.status",    NONE,  WATCH },
     { POST,   "users/:tenant/apps",             "app.create",    DOC,   0 },
 
     { POST,   "signup",                         "signup",        JSON,  ANON },
@@ -178,6 +184,7 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
 #undef DELETE
 #undef ANON
 #undef CSV
+#undef WATCH
 #undef NONE
 #undef JSON
 #undef MERGE
@@ -759,7 +766,8 @@ ngx_kubenova_api_body_bytes(ngx_http_request_t *r, ngx_str_t *out)
 static ngx_int_t
 ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 {
-    char        *envelope;
+    char        *envelope, *watch;
+    size_t       len;
     json_t      *json;
     ngx_int_t    rc;
     const char  *values[2];
@@ -786,6 +794,22 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 
     values[0] = ctx->route->op;
     values[1] = envelope;
+
+    /* a stream asks again with the same envelope on every change */
+
+    if ((ctx->route->flags & NGX_KUBENOVA_ROUTE_WATCH)
+        && ngx_kubenova_app_watch_wanted(r))
+    {
+        len = ngx_strlen(envelope) + 1;
+        watch = ngx_pnalloc(r->pool, len);
+        if (watch == NULL) {
+            free(envelope);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(watch, envelope, len);
+        ctx->watch = watch;
+    }
 
     rc = ngx_kubenova_http_pg_run(r, ngx_kubenova_api_sql, 2, values,
                                   ngx_kubenova_api_done, ctx);
@@ -973,6 +997,12 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_OK && ctx->watch && !PQgetisnull(res, 0, 2)) {
+        return ngx_kubenova_app_watch_start(r, ctx->watch,
+                                            PQgetvalue(res, 0, 2),
+                                            PQgetlength(res, 0, 2));
     }
 
     if (!PQgetisnull(res, 0, 1)) {

@@ -23,6 +23,7 @@
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_grpc.h"
+#include "ngx_kubenova_listen.h"
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
@@ -194,9 +195,6 @@ static const ngx_kubenova_grpc_handlers_t  ngx_kubenova_gw_handlers = {
 };
 
 
-static const char  ngx_kubenova_gw_listen_sql[] =
-    "LISTEN kubenova_desired_state; LISTEN kubenova_stream";
-
 static const char  ngx_kubenova_gw_hello_sql[] =
     "SELECT status, message, kind, name, generation, deleted, spec "
     "FROM gateway.hello($1, $2, $3, $4, $5::jsonb, $6)";
@@ -253,10 +251,14 @@ ngx_kubenova_gateway_create(ngx_cycle_t *cycle, ngx_kubenova_pg_pool_t *pool)
     /* not cancelable: an exiting worker must end its streams first */
     gw->watch.cancelable = 0;
 
-    if (ngx_kubenova_pg_listen(pool, ngx_kubenova_gw_listen_sql,
-                               ngx_kubenova_gw_notify, ngx_kubenova_gw_reset,
-                               gw)
-        != NGX_OK)
+    if (ngx_kubenova_listen_subscribe("kubenova_desired_state",
+                                      ngx_kubenova_gw_notify,
+                                      ngx_kubenova_gw_reset, gw)
+        != NGX_OK
+        || ngx_kubenova_listen_subscribe("kubenova_stream",
+                                         ngx_kubenova_gw_notify,
+                                         ngx_kubenova_gw_reset, gw)
+           != NGX_OK)
     {
         return NULL;
     }

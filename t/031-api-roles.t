@@ -236,6 +236,8 @@ my %matrix = (
     'POST tenants/:tenant/apps'        => ['tenants/t31-a/apps', sub { app_doc(fresh('app')) },
                                            owners_write(201)],
     'GET tenants/:tenant/apps/:app'    => ['tenants/t31-a/apps/web', undef, members_read()],
+    'GET tenants/:tenant/apps/:app/status' => ['tenants/t31-a/apps/web/status', undef,
+                                               members_read()],
     'PUT tenants/:tenant/apps/:app'    => [sub { "tenants/t31-a/apps/" . fresh('app') },
                                            undef, owners_write(201)],
     # A is placed somewhere: deleting an app goes through tombstones (202)

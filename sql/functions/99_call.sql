@@ -46,6 +46,7 @@ BEGIN
         WHEN 'token.revoke'   THEN RETURN api.token_revoke(c, e);
         WHEN 'app.list'       THEN RETURN api.app_list(c, e);
         WHEN 'app.get'        THEN RETURN api.app_get(c, e);
+        WHEN 'app.status'     THEN RETURN api.app_status(c, e);
         WHEN 'app.create'     THEN RETURN api.app_create(c, e);
         WHEN 'app.put'        THEN RETURN api.app_put(c, e);
         WHEN 'app.delete'     THEN RETURN api.app_delete(c, e);
