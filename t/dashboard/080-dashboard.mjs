@@ -299,6 +299,9 @@ await check('deploy an application from pasted YAML', async () => {
     await rowOf('Applications', 'd80-web').waitFor();
     return await docField().getAttribute('aria-invalid') === null;
 });
+await check("its status is followed live (the Manager's server-sent events)", async () => {
+    await page.getByText('Status updates live.').waitFor();
+});
 await check('its status: not reported yet', async () => {
     await page.locator('#app-live').filter({ hasText: 'not reported' }).waitFor();
 });
@@ -361,7 +364,7 @@ await check('... gone once the cluster has removed it', async () => {
     const a = await need('ack_delete', { tenant: T, app: 'd80-web' });
     if (!a.acked) throw new Error('no ObjectDelete reached the Operator');
     await status.filter({ hasText: 'Application d80-web is gone' }).waitFor({ timeout: 30000 });
-    return await rowOf('Applications', 'd80-web').count() === 0;
+    await rowOf('Applications', 'd80-web').waitFor({ state: 'detached' });
 });
 
 // --- a readonly member ----------------------------------------------------------

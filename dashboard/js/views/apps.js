@@ -67,6 +67,7 @@ function details(ctx, name, onDeleted, onChanged) {
     let app = null;
     function render() {
         const deleting = stateOf(app) === 'deleting';
+        if (del) del.hidden = deleting;           // once is enough
         // still to remove it: the clusters the API names, else every
         // cluster whose entry is not synced (one that only reports a
         // status has not removed it yet)
