@@ -22,7 +22,8 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG);
 
-use KubeNova::Gateway qw(json_true);
+use KubeNova::Gateway qw(free_port json_true);
+use KubeNova::Nginx;
 use KubeNova::Pg qw(require_pg);
 
 require_pg();
@@ -44,19 +45,30 @@ open my $kf, '>', "$dir/secret.key" or die $!;
 print $kf encode_base64(join('', map { chr int rand 256 } 1 .. 32), '');
 close $kf;
 
-my $gw = KubeNova::Gateway->start(
-    dashboard => 1,
-    http_config => "kubenova_secret_key_file $dir/secret.key;");
-my $base = 'http://127.0.0.1:' . $gw->ngx->port . '/';
+# the console and the API on one origin, as conf/nginx.conf serves them
+my $port = free_port();
+my $gw = KubeNova::Gateway->start(http_config => <<"CONF");
+kubenova_secret_key_file $dir/secret.key;
+server {
+    listen 127.0.0.1:$port;
+    location /api/ { kubenova_api; }
+    location / {
+        root $repo/dashboard;
+        include $repo/conf/kubenova-dashboard.conf;
+    }
+}
+CONF
+my $base = "http://127.0.0.1:$port/";
+sub get { KubeNova::Nginx::http_request(port => $port, path => $_[0]) }
 
 # --- served as static files, with a policy that keeps the page to itself
 
-my $r = $gw->ngx->request(path => '/');
+my $r = get('/');
 is $r->{status}, 200, 'the console is served at /';
 like $r->{headers}{'content-type'}, qr{^text/html}, '... as HTML';
 like $r->{headers}{'content-security-policy'}, qr/script-src 'self'/,
     '... with a content security policy';
-$r = $gw->ngx->request(path => '/js/main.js');
+$r = get('/js/main.js');
 like $r->{headers}{'content-type'}, qr{^application/javascript},
     'its modules as JavaScript';
 

@@ -84,9 +84,8 @@ sub wait_until {
 # Options: workers (1), master_process (0), heartbeat ('10s'),
 # body_timeout ('1h'), send_timeout ('1h'), max_message (undef: default),
 # pool (4), worker_connections (256), log_level ('info'), gateway_extra,
-# http_config (appended), dashboard (serve dashboard/ at /); api_only (no
-# gateway) with servroot (another directory than TEST_NGINX_SERVROOT's) and
-# port (default: a free one).
+# http_config (appended); api_only (no gateway) with servroot (another
+# directory than TEST_NGINX_SERVROOT's) and port (default: a free one).
 sub start {
     my ($class, %o) = @_;
     my $ngx = KubeNova::Nginx->new(
@@ -94,7 +93,6 @@ sub start {
         workers => $o{workers} // 1,
         master_process => $o{master_process} // 0,
         worker_connections => $o{worker_connections} // 256,
-        no_root_location => $o{dashboard} ? 1 : 0,
         (defined $o{servroot} ? (servroot => $o{servroot}) : ()),
         ($o{api_only} || defined $o{port}
             ? (port => $o{port} // free_port()) : ()),
@@ -125,12 +123,7 @@ sub config_parts {
         'location /api/ {',
         '    kubenova_api;',
         '    add_header X-Worker $pid always;',
-        '}',
-        # the web console from the checkout, as conf/nginx.conf serves it
-        ($o{dashboard}
-            ? ('location / {', "    root $Repo/dashboard;",
-               "    include $Repo/conf/kubenova-dashboard.conf;", '}')
-            : ());
+        '}';
     my $pg = join "\n",
         qq{kubenova_postgres "} . conninfo() . qq{" pool=$pool;},
         "kubenova_admin_token_file $ENV{TEST_NGINX_ADMIN_TOKEN_FILE};";
