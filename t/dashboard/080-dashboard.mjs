@@ -190,12 +190,15 @@ await check('clusters: connected, with what its Operator reported', async () => 
     const text = await row.textContent();
     return /connected/.test(text) && text.includes('0.9.0-d80') && text.includes('v1.20.15');
 });
-await check('register a cluster: its secret shown once, to copy', async () => {
+await check('register a cluster: what joins it shown once, to copy', async () => {
     await page.getByLabel('Name', { exact: true }).fill('d80-c2');
     await page.getByRole('button', { name: 'Register cluster' }).click();
-    const secret = page.locator('[data-secret="Cluster secret"]');
-    await secret.waitFor();
-    return /^kncs_/.test(await secret.inputValue());
+    await page.getByRole('heading', { name: 'Cluster d80-c2 registered' }).waitFor();
+    await rowOf('Clusters', 'd80-c2').waitFor();
+    // the join command where the Manager registers clusters, else the secret
+    const join = page.locator('[data-secret="Join command"]');
+    if (await join.count()) return /^kubectl apply -f /.test(await join.inputValue());
+    return /^kncs_/.test(await page.locator('[data-secret="Cluster secret"]').inputValue());
 });
 await shot('admin-clusters');
 

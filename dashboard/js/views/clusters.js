@@ -6,21 +6,40 @@ import { h, table, section, when, announce, secretBox } from '../dom.js';
 import { listAll, call, seg } from '../api.js';
 import { field, form, value } from '../forms.js';
 
+// connected, pending (never connected), disconnected or unavailable (too
+// long silent); from "connected" alone where the API has no state
 function state(c) {
     const s = c.state || (c.connected ? 'connected' : 'disconnected');
-    return h('span', { class: 'badge ' + (s === 'connected' ? 'ok' : 'bad') }, s);
+    const kind = s === 'connected' ? 'ok' : s === 'pending' ? 'wait' : 'bad';
+    return h('span', { class: 'badge ' + kind }, s);
 }
 
-// components reported for the cluster, in whichever form the API gives
-// them (a list of {name, state|status, version} or an object by name)
+// the components the Operator last reported ({items: [{name, version,
+// state, message}]}) and where the cluster's configuration stands
 function components(c) {
-    const raw = c.components ?? c.component_status;
-    if (!raw) return '—';
-    const list = Array.isArray(raw) ? raw
-        : Object.entries(raw).map(([name, v]) => ({ name, ...(typeof v === 'object' ? v : { state: v }) }));
-    if (!list.length) return '—';
-    return h('ul', { class: 'plain' }, list.map(x => h('li', {},
-        `${x.name}${x.version ? ' ' + x.version : ''}: ${x.state ?? x.status ?? (x.ready ? 'ready' : 'not ready')}`)));
+    const raw = c.components;
+    const list = Array.isArray(raw) ? raw : raw?.items || [];
+    const parts = list.map(x => h('li', {},
+        h('span', { class: 'badge ' + (x.state === 'installed' ? 'ok'
+                                     : x.state === 'failed' ? 'bad' : 'wait') },
+          `${x.name}${x.version ? ' ' + x.version : ''}: ${x.state}`),
+        x.message ? ` ${x.message}` : ''));
+    if (c.config_sync) parts.push(h('li', {}, `configuration: ${c.config_sync.state}`));
+    return parts.length ? h('ul', { class: 'plain' }, parts) : '—';
+}
+
+// what joins a cluster, shown once: the command, its URL, the token
+function joinBox(title, j) {
+    return h('div', { class: 'card' },
+        h('h3', {}, title),
+        j.join_command ? secretBox('Join command', j.join_command,
+            'Run it with kubectl against the new cluster: it installs the Operator, '
+            + 'which registers itself once.') : null,
+        j.install_url ? secretBox('Install URL', j.install_url) : null,
+        j.join_token ? secretBox('Join token', j.join_token,
+            `Shown only now; works once, until ${when(j.join_token_expires_at)}.`) : null,
+        j.secret ? secretBox('Cluster secret', j.secret,
+            'Shown only now (the retired way for an Operator to connect).') : null);
 }
 
 // synced / pending / error counts of the tenants placed on each cluster
@@ -44,7 +63,7 @@ export async function render(ctx) {
         list.replaceChildren(table('Clusters', [
             { label: 'Name', cell: c => c.name },
             { label: 'State', cell: state },
-            { label: 'Last heartbeat', cell: c => when(c.last_seen_at) },
+            { label: 'Last heartbeat', cell: c => when(c.last_heartbeat_at ?? c.last_seen_at) },
             { label: 'Operator', cell: c => c.operator_version || '—' },
             { label: 'Kubernetes', cell: c => c.kubernetes_version || '—' },
             { label: 'Components', cell: components },
@@ -53,7 +72,17 @@ export async function render(ctx) {
                 if (!s) return 'no tenants';
                 return `${s.synced} synced, ${s.pending} pending, ${s.error} error`;
             } },
-            { label: 'Actions', cell: c => h('button', {
+            { label: 'Actions', cell: c => h('div', { class: 'actions' },
+              c.state === 'connected' ? null : h('button', {
+                type: 'button', 'aria-label': `New join token for ${c.name}`,
+                onclick: async () => {
+                    try {
+                        const j = await call('POST', `clusters/${seg(c.name)}/join-token`);
+                        created.replaceChildren(joinBox(`Join ${c.name}`, j));
+                        announce(`A new join token for ${c.name}; copy the join command now.`);
+                    } catch (e) { announce(`No join token for ${c.name}: ${e.message}`); }
+                } }, 'New join token'),
+              h('button', {
                 type: 'button', class: 'danger', 'aria-label': `Delete cluster ${c.name}`,
                 onclick: async () => {
                     if (!confirm(`Delete cluster ${c.name}?`)) return;
@@ -62,7 +91,7 @@ export async function render(ctx) {
                         announce(`Cluster ${c.name} deleted.`);
                     } catch (e) { announce(`Cluster ${c.name} not deleted: ${e.message}`); }
                     await load();
-                } }, 'Delete') },
+                } }, 'Delete')) },
         ], items, 'none registered yet.'));
     }
     const create = form('Register a cluster', [
@@ -71,13 +100,7 @@ export async function render(ctx) {
     ], 'Register cluster', async f => {
         const c = await call('POST', 'clusters', { body: { name: value(f, 'name') } });
         f.reset();
-        created.replaceChildren(h('div', { class: 'card' },
-            h('h3', {}, `Cluster ${c.name} registered`),
-            c.join_command ? secretBox('Join command', c.join_command,
-                'Run it against the new cluster; the join token in it works once.') : null,
-            c.install_url ? secretBox('Install URL', c.install_url) : null,
-            c.secret ? secretBox('Cluster secret', c.secret,
-                'Shown only now: give it to the cluster\'s Operator.') : null));
+        created.replaceChildren(joinBox(`Cluster ${c.name} registered`, c));
         announce(`Cluster ${c.name} registered.`);
         await load();
     });
