@@ -87,6 +87,7 @@ export function secretBox(label, value, note) {
             h('input', { id: fid, type: 'text', readonly: true, value,
                          class: 'mono', 'data-secret': label }),
             h('button', { type: 'button',
-                          onclick: () => copyText(value, label) }, `Copy ${label.toLowerCase()}`)),
+                          onclick: () => copyText(value, label) },
+              `Copy ${label[0].toLowerCase()}${label.slice(1)}`)),
         note ? h('p', { class: 'hint' }, note) : null);
 }

@@ -219,6 +219,21 @@ await check("the tenants list shows this month's usage", async () => {
     return /CPU core-h/.test(text) || new Date().getUTCDate() === 1 && new Date().getUTCHours() === 0;
 });
 await shot('admin-tenants');
+await check('suspend and resume the tenant', async () => {
+    await page.getByRole('button', { name: `Suspend ${T}` }).click();
+    await page.getByRole('button', { name: `Resume ${T}` }).waitFor();
+    // the cells after the name: plan, placement, suspended
+    const suspended = rowOf('Tenants', T).locator('td').nth(2);
+    if (await suspended.textContent() !== 'yes') throw new Error('not shown suspended');
+    await page.getByRole('button', { name: `Resume ${T}` }).click();
+    await page.getByRole('button', { name: `Suspend ${T}` }).waitFor();
+});
+await check("the admin opens the tenant's own views", async () => {
+    await page.getByRole('link', { name: T, exact: true }).click();
+    await page.getByRole('heading', { name: `Applications — ${T}`, level: 1 }).waitFor();
+    await page.getByRole('link', { name: '← All tenants' }).click();
+    await page.getByRole('heading', { name: 'Tenants', level: 1 }).waitFor();
+});
 
 // --- users and tokens ---------------------------------------------------------------
 
@@ -404,6 +419,25 @@ await check('a forced write from the page is refused (403)', async () => {
         return r.status;
     }, T);
     return st === 403;
+});
+
+// --- the admin revokes the reader's token: it no longer signs in ----------------
+
+await signOut();
+await check("the admin revokes the readonly member's token", async () => {
+    await signIn(ADMIN);
+    await go('#/users');
+    await page.getByLabel('Show users of').selectOption(T);
+    await page.getByRole('button', { name: 'Tokens of d80-reader' }).click();
+    const panel = page.locator('section[aria-label="Tokens of d80-reader"]');
+    await panel.getByRole('button', { name: 'Revoke token console of d80-reader' }).click();
+    await panel.locator('tr', { hasText: 'console' }).filter({ hasText: 'revoked' }).waitFor();
+});
+await signOut();
+await check('the revoked token is refused at sign-in', async () => {
+    await page.getByLabel('API token').fill(readerToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'This token was not accepted' }).waitFor();
 });
 
 ok(problems.length === 0, 'no script errors or blocked resources in the page', problems.join('\n'));
