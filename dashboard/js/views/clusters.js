@@ -5,6 +5,7 @@
 import { h, table, section, when, announce, secretBox } from '../dom.js';
 import { listAll, call, seg } from '../api.js';
 import { field, form, value } from '../forms.js';
+import { writeButton } from '../actions.js';
 
 // connected, pending (never connected), disconnected or unavailable (too
 // long silent); from "connected" alone where the API has no state
@@ -82,16 +83,10 @@ export async function render(ctx) {
                         announce(`A new join token for ${c.name}; copy the join command now.`);
                     } catch (e) { announce(`No join token for ${c.name}: ${e.message}`); }
                 } }, 'New join token'),
-              h('button', {
-                type: 'button', class: 'danger', 'aria-label': `Delete cluster ${c.name}`,
-                onclick: async () => {
-                    if (!confirm(`Delete cluster ${c.name}?`)) return;
-                    try {
-                        await call('DELETE', `clusters/${seg(c.name)}`);
-                        announce(`Cluster ${c.name} deleted.`);
-                    } catch (e) { announce(`Cluster ${c.name} not deleted: ${e.message}`); }
-                    await load();
-                } }, 'Delete')) },
+              writeButton({ label: 'Delete', name: `Delete cluster ${c.name}`,
+                ask: `Delete cluster ${c.name}?`, method: 'DELETE', path: `clusters/${seg(c.name)}`,
+                done: `Cluster ${c.name} deleted.`, failed: `Cluster ${c.name} not deleted`,
+                after: load })) },
         ], items, 'none registered yet.'));
     }
     const create = form('Register a cluster', [

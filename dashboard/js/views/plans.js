@@ -3,6 +3,7 @@
 import { h, table, section, announce } from '../dom.js';
 import { listAll, call, seg } from '../api.js';
 import { field, form, value } from '../forms.js';
+import { writeButton } from '../actions.js';
 
 export function money(minor, currency) {
     try {
@@ -24,17 +25,10 @@ export async function render(ctx) {
             { label: 'Storage', cell: p => p.storage },
             { label: 'Pods', cell: p => p.pods },
             { label: 'Per month', cell: p => money(p.price_monthly, p.currency) },
-            { label: 'Actions', cell: p => p.default ? '—' : h('button', {
-                type: 'button', class: 'danger',
-                'aria-label': `Delete plan ${p.name}`,
-                onclick: async () => {
-                    if (!confirm(`Delete plan ${p.name}?`)) return;
-                    try {
-                        await call('DELETE', `plans/${seg(p.name)}`);
-                        announce(`Plan ${p.name} deleted.`);
-                    } catch (e) { announce(`Plan ${p.name} not deleted: ${e.message}`); }
-                    await load();
-                } }, 'Delete') },
+            { label: 'Actions', cell: p => p.default ? '—' : writeButton({
+                label: 'Delete', name: `Delete plan ${p.name}`, ask: `Delete plan ${p.name}?`,
+                method: 'DELETE', path: `plans/${seg(p.name)}`, done: `Plan ${p.name} deleted.`,
+                failed: `Plan ${p.name} not deleted`, after: load }) },
         ], items));
     }
     const create = form('New plan', [

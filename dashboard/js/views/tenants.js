@@ -5,6 +5,7 @@
 import { h, id, table, section, announce } from '../dom.js';
 import { listAll, get, call, seg } from '../api.js';
 import { field, form, value } from '../forms.js';
+import { writeButton } from '../actions.js';
 
 function placement(t) {
     const p = t.placement || {};
@@ -62,25 +63,16 @@ export async function render(ctx) {
             { label: 'Clusters', cell: sync },
             { label: 'Usage this month', cell: t => usageCell(month[t.name]) },
             { label: 'Actions', cell: t => h('div', { class: 'actions' },
-                h('button', { type: 'button',
-                    onclick: async () => {
-                        try {
-                            await call('PATCH', `tenants/${seg(t.name)}`,
-                                       { body: { suspended: !t.suspended } });
-                            announce(`Tenant ${t.name} ${t.suspended ? 'resumed' : 'suspended'}.`);
-                        } catch (e) { announce(`Tenant ${t.name}: ${e.message}`); }
-                        await load();
-                    } }, t.suspended ? `Resume ${t.name}` : `Suspend ${t.name}`),
-                h('button', { type: 'button', class: 'danger',
-                    'aria-label': `Delete tenant ${t.name}`,
-                    onclick: async () => {
-                        if (!confirm(`Delete tenant ${t.name} and everything it runs?`)) return;
-                        try {
-                            await call('DELETE', `tenants/${seg(t.name)}`);
-                            announce(`Tenant ${t.name} is being deleted.`);
-                        } catch (e) { announce(`Tenant ${t.name} not deleted: ${e.message}`); }
-                        await load();
-                    } }, 'Delete')) },
+                writeButton({ label: `${t.suspended ? 'Resume' : 'Suspend'} ${t.name}`,
+                    method: 'PATCH', path: `tenants/${seg(t.name)}`,
+                    body: { suspended: !t.suspended },
+                    done: `Tenant ${t.name} ${t.suspended ? 'resumed' : 'suspended'}.`,
+                    failed: `Tenant ${t.name} unchanged`, after: load }),
+                writeButton({ label: 'Delete', name: `Delete tenant ${t.name}`,
+                    ask: `Delete tenant ${t.name} and everything it runs?`,
+                    method: 'DELETE', path: `tenants/${seg(t.name)}`,
+                    done: `Tenant ${t.name} is being deleted.`,
+                    failed: `Tenant ${t.name} not deleted`, after: load })) },
         ], items));
     }
     const [plans, clusters] = await Promise.all([listAll('plans'), listAll('clusters')]);

@@ -5,6 +5,7 @@
 import { h, append, table, section, when, announce, secretBox } from '../dom.js';
 import { listAll, call, seg } from '../api.js';
 import { field, form, value } from '../forms.js';
+import { writeButton } from '../actions.js';
 
 function tokensPanel(ctx, user) {
     const panel = h('section', { class: 'card', 'aria-label': `Tokens of ${user}` });
@@ -18,16 +19,12 @@ function tokensPanel(ctx, user) {
             { label: 'Last used', cell: t => when(t.last_used_at) },
             { label: 'Expires', cell: t => (t.expires_at ? when(t.expires_at) : 'never') },
             { label: 'State', cell: t => (t.revoked ? 'revoked' : 'active') },
-            { label: 'Actions', cell: t => (t.revoked || !ctx.canWrite ? '—' : h('button', {
-                type: 'button', class: 'danger', 'aria-label': `Revoke token ${t.name} of ${user}`,
-                onclick: async () => {
-                    if (!confirm(`Revoke token ${t.name} of ${user}?`)) return;
-                    try {
-                        await call('DELETE', `users/${seg(user)}/tokens/${seg(t.name)}`);
-                        announce(`Token ${t.name} revoked.`);
-                    } catch (e) { announce(`Token ${t.name} not revoked: ${e.message}`); }
-                    await load();
-                } }, 'Revoke')) },
+            { label: 'Actions', cell: t => (t.revoked || !ctx.canWrite ? '—' : writeButton({
+                label: 'Revoke', name: `Revoke token ${t.name} of ${user}`,
+                ask: `Revoke token ${t.name} of ${user}?`,
+                method: 'DELETE', path: `users/${seg(user)}/tokens/${seg(t.name)}`,
+                done: `Token ${t.name} revoked.`, failed: `Token ${t.name} not revoked`,
+                after: load })) },
         ], items));
     }
     const create = ctx.canWrite ? form(`New token for ${user}`, [
@@ -73,17 +70,12 @@ export async function render(ctx) {
                         tokens.querySelector('h3').setAttribute('tabindex', -1);
                         tokens.querySelector('h3').focus();
                     } }, 'Tokens') : null,
-                ctx.canWrite && u.name !== ctx.who.user ? h('button', {
-                    type: 'button', class: 'danger', 'aria-label': `Delete user ${u.name}`,
-                    onclick: async () => {
-                        if (!confirm(`Delete user ${u.name}?`)) return;
-                        try {
-                            await call('DELETE', scope ? `tenants/${seg(scope)}/users/${seg(u.name)}`
-                                                       : `admins/${seg(u.name)}`);
-                            announce(`User ${u.name} deleted.`);
-                        } catch (e) { announce(`User ${u.name} not deleted: ${e.message}`); }
-                        await load();
-                    } }, 'Delete') : null) },
+                ctx.canWrite && u.name !== ctx.who.user ? writeButton({
+                    label: 'Delete', name: `Delete user ${u.name}`, ask: `Delete user ${u.name}?`,
+                    method: 'DELETE', path: scope ? `tenants/${seg(scope)}/users/${seg(u.name)}`
+                                                  : `admins/${seg(u.name)}`,
+                    done: `User ${u.name} deleted.`, failed: `User ${u.name} not deleted`,
+                    after: load }) : null) },
         ], items));
         createBox.replaceChildren(ctx.canWrite ? form(
             scope ? `New user of ${scope}` : 'New administrator', [
