@@ -67,12 +67,17 @@ export function watchApp(tenant, app, { onUpdate, onGone, onMode }) {
         onMode?.('live');
         const reader = r.body.getReader();
         const dec = new TextDecoder();
-        let buf = '';
+        let buf = '', cr = '';
         try {
             for (;;) {
                 const { value, done } = await reader.read();
                 if (done) break;
-                buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+                // line ends to \n; a \r at a chunk's end waits for the next
+                // chunk, which may start with the \n of the same line end
+                let text = cr + dec.decode(value, { stream: true });
+                cr = text.endsWith('\r') ? '\r' : '';
+                if (cr) text = text.slice(0, -1);
+                buf += text.replace(/\r\n?/g, '\n');
                 let i;
                 while ((i = buf.indexOf('\n\n')) >= 0) {
                     const end = dispatch(buf.slice(0, i));
