@@ -56,5 +56,6 @@ export function barChart(title, unit, points) {
                                               h('th', { scope: 'col' }, unit))),
           h('tbody', {}, points.filter(p => p.value).map(p => h('tr', {},
               h('th', { scope: 'row' }, p.label), h('td', {}, fmt(p.value)))))));
-    return h('figure', { class: 'card chart-box' }, h('figcaption', {}, title), svg, data);
+    return h('figure', { class: 'card chart-box' },
+             h('figcaption', {}, title, h('span', { class: 'hint' }, ` (${unit})`)), svg, data);
 }

@@ -11,7 +11,7 @@ const SERIES = [
     ['cpu_core_hours', 'CPU', 'core-hours'],
     ['memory_gib_hours', 'Memory', 'GiB-hours'],
     ['storage_gib_hours', 'Storage', 'GiB-hours'],
-    ['pods_avg', 'Pods', 'pods (daily average)'],
+    ['pods_max', 'Pods', 'pods, the most at once'],
 ];
 
 const day = d => d.toISOString().slice(0, 10);
