@@ -94,7 +94,7 @@ function start(w) {
         h('span', {}, `${w.user || w.principal} · ${w.role}`
                       + (w.tenant ? ` · tenant ${w.tenant}` : '')),
         h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
-    if (!location.hash || location.hash === '#') {
+    if (!location.hash.startsWith('#/')) {
         location.hash = '#/' + viewsOf(w)[0][0];
     } else {
         route();
@@ -112,7 +112,7 @@ function signOut() {
 
 // #/<view> or, for admins looking at one tenant, #/tenant/<name>/<view>
 async function route() {
-    if (!who) return;
+    if (!who || !location.hash.startsWith('#/')) return;
     if (cleanup) cleanup();
     cleanup = null;
     const mine = ++routing;
@@ -162,6 +162,11 @@ async function route() {
 }
 
 window.addEventListener('hashchange', route);
+// the skip link moves the focus only: its "#main" is no view to route to
+document.querySelector('.skip').addEventListener('click', ev => {
+    ev.preventDefault();
+    main.focus();
+});
 window.addEventListener('kn-unauthorized', () => {
     if (!who) return;
     session.clear();

@@ -151,6 +151,14 @@ await check('sign in with the keyboard only', async () => {
     // the view's heading gets the focus once it is loaded
     await page.waitForFunction(() => document.activeElement.tagName === 'H1');
 });
+await check('the skip link takes the keyboard past the views to the content', async () => {
+    const at = page.url();
+    await page.locator('.skip').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.activeElement.id === 'main');
+    return page.url() === at
+        && await page.getByRole('heading', { name: 'Clusters', level: 1 }).count() === 1;
+});
 await check('the token is in session storage, never in the URL', async () =>
     !page.url().includes(ADMIN)
     && await page.evaluate(t => Object.values(sessionStorage).includes(t), ADMIN)
