@@ -49,6 +49,7 @@ close $kf;
 my $port = free_port();
 my $gw = KubeNova::Gateway->start(http_config => <<"CONF");
 kubenova_secret_key_file $dir/secret.key;
+kubenova_app_watchers 1;
 server {
     listen 127.0.0.1:$port;
     location /api/ { kubenova_api; }

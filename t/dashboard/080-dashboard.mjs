@@ -340,6 +340,29 @@ await check('the status changes live when the cluster reports it', async () => {
 });
 await shot('tenant-app-running');
 
+// the Manager serves one status stream per worker here (kubenova_app_watchers
+// 1): a second tab is refused one (503) and polls instead
+await check('a second tab without a stream polls, and follows the change too', async () => {
+    const tab = await context.newPage();
+    tab.setDefaultTimeout(15000);
+    tab.on('pageerror', e => problems.push(`page error (second tab): ${e.message}`));
+    try {
+        await tab.goto(BASE);
+        await tab.getByLabel('API token').fill(ownerToken);
+        await tab.getByRole('button', { name: 'Sign in' }).click();
+        await tab.getByRole('button', { name: 'Show application d80-web' }).click();
+        await tab.getByText('Status refreshed every few seconds.').waitFor();
+        const a = await need('app_status', { tenant: T, app: 'd80-web', phase: 'workflowSuspending' });
+        if (!a.acked) throw new Error('the Operator got no StatusAck');
+        await tab.locator('#app-live [data-phase=workflowSuspending]').waitFor({ timeout: 30000 });
+        // ... and the first tab, still on its stream, got it live
+        await page.locator('#app-live [data-phase=workflowSuspending]').waitFor();
+        return await page.getByText('Status updates live.').count() === 1;
+    } finally {
+        await tab.close();
+    }
+});
+
 await check('download the owner kubeconfig', async () => {
     const k = await need('kubeconfigs', { tenant: T });
     if (k.acked !== 2) throw new Error('kubeconfigs not acked');
