@@ -336,6 +336,8 @@ await check('the status changes live when the cluster reports it', async () => {
     const a = await need('app_status', { tenant: T, app: 'd80-web', phase: 'running' });
     if (!a.acked) throw new Error('the Operator got no StatusAck');
     await page.locator('#app-live [data-phase=running]').waitFor({ timeout: 30000 });
+    // said once in a line of its own to screen readers
+    await page.locator('[aria-live=polite]', { hasText: 'd80-c1 running' }).waitFor({ state: 'attached' });
     return (await page.locator('#app-live').textContent()).includes('1/1 healthy');
 });
 await shot('tenant-app-running');

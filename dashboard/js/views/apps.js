@@ -62,10 +62,15 @@ function services(r) {
 
 function details(ctx, name, onDeleted, onChanged) {
     const box = h('section', { class: 'card', 'aria-labelledby': 'app-title' });
-    const body = h('div', { 'aria-live': 'polite', id: 'app-live' });
+    const body = h('div', { id: 'app-live' });
     const mode = h('p', { class: 'hint' });
+    // what a screen reader hears on a change: one line, not the table
+    const heard = h('p', { class: 'visually-hidden', 'aria-live': 'polite' });
     let app = null;
     function render() {
+        const line = `${name}: ${stateOf(app)}; ` + perCluster(app).map(
+            r => `${r.cluster} ${r.phase || 'not reported'}`).join(', ');
+        if (heard.textContent !== line) heard.textContent = line;
         const deleting = stateOf(app) === 'deleting';
         if (del) del.hidden = deleting;           // once is enough
         // still to remove it: the clusters the API names, else every
@@ -114,7 +119,8 @@ function details(ctx, name, onDeleted, onChanged) {
         onMode: m => { mode.textContent = m === 'live' ? 'Status updates live.'
                                                       : 'Status refreshed every few seconds.'; },
     });
-    append(box, [h('h2', { id: 'app-title', tabindex: -1 }, `Application ${name}`), mode, body, del]);
+    append(box, [h('h2', { id: 'app-title', tabindex: -1 }, `Application ${name}`),
+                 mode, heard, body, del]);
     apply(null).catch(e => body.replaceChildren(h('p', { role: 'alert' }, e.message)));
     return { box, stop };
 }
