@@ -33,7 +33,7 @@ my $JSON = JSON::PP->new->utf8->canonical;
 
 my $modules = `$repo/scripts/dashboard-test-deps.sh`;
 chomp $modules;
-BAIL_OUT("scripts/dashboard-test-deps.sh failed: no playwright-core")
+die "scripts/dashboard-test-deps.sh failed: no chromium, node or playwright-core\n"
     unless $? == 0 && -d "$modules/playwright-core";
 
 my $artifacts = $ENV{TEST_ARTIFACTS_DIR} || "$repo/t/artifacts";
