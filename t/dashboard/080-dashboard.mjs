@@ -456,6 +456,14 @@ await check('a forced write from the page is refused (403)', async () => {
 
 // --- the admin revokes the reader's token: it no longer signs in ----------------
 
+// the readonly member stays signed in in a tab of its own meanwhile
+const readerTab = await context.newPage();
+readerTab.setDefaultTimeout(15000);
+await readerTab.goto(BASE);
+await readerTab.getByLabel('API token').fill(readerToken);
+await readerTab.getByRole('button', { name: 'Sign in' }).click();
+await readerTab.getByRole('button', { name: 'Sign out' }).waitFor();
+
 await signOut();
 await check("the admin revokes the readonly member's token", async () => {
     await signIn(ADMIN);
@@ -466,6 +474,12 @@ await check("the admin revokes the readonly member's token", async () => {
     await panel.getByRole('button', { name: 'Revoke token console of d80-reader' }).click();
     await panel.locator('tr', { hasText: 'console' }).filter({ hasText: 'revoked' }).waitFor();
 });
+await check('a session whose token is revoked is sent to sign in, told why', async () => {
+    await readerTab.getByRole('link', { name: 'Kubeconfigs' }).click();
+    await readerTab.getByRole('alert').filter({ hasText: 'no longer accepted' }).waitFor();
+    return await readerTab.evaluate(() => sessionStorage.length) === 0;
+});
+await readerTab.close();
 await signOut();
 await check('the revoked token is refused at sign-in', async () => {
     await page.getByLabel('API token').fill(readerToken);
