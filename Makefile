@@ -26,10 +26,12 @@ run:
 
 test:
 	@scripts/install-deps.sh test
+	@scripts/dashboard-test-deps.sh >/dev/null
 	@t/harness
 
 test-asan:
 	@scripts/install-deps.sh test
+	@scripts/dashboard-test-deps.sh >/dev/null
 	@scripts/test-asan.sh
 
 bench:

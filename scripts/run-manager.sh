@@ -42,6 +42,8 @@ fi
 "$repo/sql/migrate" "$conninfo"
 
 ln -sf "$so" "$run/modules/ngx_http_kubenova_module.so"
+ln -sfn "$repo/dashboard" "$run/dashboard"
+cp "$repo/conf/kubenova-dashboard.conf" "$run/conf/"
 sed -e "s|host=127.0.0.1 port=5432 dbname=kubenova user=kubenova|$conninfo|" \
     -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$http_port;|" \
     -e "s|listen 127.0.0.1:8081 ssl http2;|listen 127.0.0.1:$grpc_port ssl http2;|" \
@@ -70,6 +72,7 @@ done
 cat <<MSG
 
 KubeNova Manager is listening on http://127.0.0.1:$http_port
+  console: http://127.0.0.1:$http_port/ (sign in with the admin token below)
   curl http://127.0.0.1:$http_port/readyz
   curl http://127.0.0.1:$http_port/metrics
   curl -H "Authorization: Bearer \$(cat $run/conf/secrets/admin.token)" \\
