@@ -22,6 +22,7 @@
 #include "kn_kubeconfig.h"
 #include "kn_log.h"
 #include "kn_loop.h"
+#include "kn_register.h"
 #include "kn_spool.h"
 #include "kn_tenant.h"
 #include "kn_usage.h"
@@ -48,7 +49,11 @@ typedef struct {
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
     kn_usage_t    *usage;
+    kn_register_t *reg;             /* NULL: the retired cluster secret */
     unsigned       stopping:1;
+    unsigned       prepared:1;      /* Kubernetes is ready (or absent) */
+    unsigned       identified:1;    /* the identity is ready (or none) */
+    unsigned       connecting:1;    /* the stream was started */
 } kn_ctx_t;
 
 
@@ -81,6 +86,12 @@ static kn_rc kn_main_send_app_status(void *data,
 static void kn_main_status_ack(void *data, const char *tenant,
     const char *app, int64_t generation);
 static int kn_main_run(kn_ctx_t *ctx);
+static kn_rc kn_main_register(kn_ctx_t *ctx);
+static void kn_main_identity(void *data, const kn_identity_t *id);
+static kn_rc kn_main_send_csr(void *data, const char *csr, size_t len);
+static void kn_main_certificate(void *data,
+    const Kubenova__V1__CertificateIssued *issued);
+static void kn_main_connect(kn_ctx_t *ctx);
 
 
 static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
@@ -93,7 +104,8 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_status_ack,
     kn_main_kubeconfig_ack,
     kn_main_disconnected,
-    kn_main_stopped
+    kn_main_stopped,
+    kn_main_certificate
 };
 
 
@@ -130,6 +142,7 @@ main(int argc, char **argv)
     status = kn_main_run(&ctx);
 
     kn_grpc_destroy(ctx.grpc);
+    kn_register_destroy(ctx.reg);
     kn_drift_destroy(ctx.drift);
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
@@ -229,9 +242,15 @@ kn_main_run(kn_ctx_t *ctx)
         }
 
     } else {
-        /* a failed first attempt is retried like any other */
-        (void) kn_grpc_start(ctx->grpc);
+        ctx->prepared = 1;
     }
+
+    /* ... and once the Operator has its identity */
+    if (kn_main_register(ctx) != KN_OK) {
+        return 1;
+    }
+
+    kn_main_connect(ctx);
 
     rc = kn_loop_run(ctx->loop);
     if (rc != KN_OK) {
@@ -435,7 +454,108 @@ kn_main_apps_ready(void *data)
                "not reported");
     }
 
+    ctx->prepared = 1;
+    kn_main_connect(ctx);
+}
+
+
+/* the stream: started once, when both the cluster and the identity are */
+
+static void
+kn_main_connect(kn_ctx_t *ctx)
+{
+    if (ctx->stopping || ctx->connecting || !ctx->prepared
+        || !ctx->identified)
+    {
+        return;
+    }
+
+    ctx->connecting = 1;
+
+    /* a failed first attempt is retried like any other */
     (void) kn_grpc_start(ctx->grpc);
+}
+
+
+/* the identity (kn_register): mTLS with a registered certificate */
+
+static kn_rc
+kn_main_register(kn_ctx_t *ctx)
+{
+    char                *slash;
+    kn_config_t         *cfg = &ctx->config;
+    kn_register_conf_t   rc;
+
+    if (cfg->identity_dir[0] == '\0' && cfg->identity_secret[0] == '\0') {
+        ctx->identified = 1;
+        return KN_OK;
+    }
+
+    memset(&rc, 0, sizeof(rc));
+    rc.cluster = cfg->cluster;
+
+    if (cfg->join_dir[0]) {
+        rc.join_dir = cfg->join_dir;
+        rc.register_url = cfg->register_url;
+        rc.ca_file = cfg->manager_ca;
+    }
+
+    if (cfg->identity_dir[0]) {
+        rc.identity_dir = cfg->identity_dir;
+
+    } else {
+        /* NS/NAME, checked by kn_config: split in place */
+        slash = strchr(cfg->identity_secret, '/');
+        *slash = '\0';
+        rc.kube = ctx->kube;
+        rc.secret_namespace = cfg->identity_secret;
+        rc.secret_name = slash + 1;
+    }
+
+    if (kn_register_create(ctx->loop, &ctx->log, &rc, kn_main_identity,
+                           kn_main_send_csr, ctx, &ctx->reg)
+        != KN_OK)
+    {
+        return KN_ERROR;
+    }
+
+    return kn_register_start(ctx->reg);
+}
+
+
+static void
+kn_main_identity(void *data, const kn_identity_t *id)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (kn_grpc_set_identity(ctx->grpc, id->cert_pem, id->cert_pem_len,
+                             id->key_pem, id->key_pem_len) != KN_OK)
+    {
+        return;
+    }
+
+    ctx->identified = 1;
+    kn_main_connect(ctx);
+}
+
+
+static kn_rc
+kn_main_send_csr(void *data, const char *csr, size_t len)
+{
+    kn_ctx_t  *ctx = data;
+
+    return kn_grpc_send_certificate_request(ctx->grpc, csr, len);
+}
+
+
+static void
+kn_main_certificate(void *data, const Kubenova__V1__CertificateIssued *issued)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->reg != NULL) {
+        kn_register_issued(ctx->reg, issued);
+    }
 }
 
 
@@ -471,6 +591,11 @@ kn_main_secret(void *data)
 {
     kn_ctx_t  *ctx = data;
     char       err[KN_MAIN_ERROR_MAX];
+
+    /* retired: the stream is bound to the client certificate */
+    if (ctx->config.cluster_secret_file[0] == '\0') {
+        return "";
+    }
 
     if (kn_config_read_secret(&ctx->config, err, sizeof(err)) != KN_OK) {
         kn_log(&ctx->log, KN_LOG_WARN, "%s; the hello presents the secret "
