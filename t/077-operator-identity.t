@@ -25,7 +25,7 @@ use KubeNova::Operator;
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $dir = tempdir('kn-t73.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $dir = tempdir('kn-t77.XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
 sub openssl {
     my ($args) = @_;
