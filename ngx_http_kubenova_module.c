@@ -19,6 +19,7 @@
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
+#include "ngx_kubenova_register.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -165,6 +166,62 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_loc_conf_t, grpc_heartbeat),
       NULL },
 
+    /* the CA that signs Operators' certificates (cluster registration) */
+    { ngx_string("kubenova_ca"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_kubenova_ca_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, ca),
+      NULL },
+
+    /* the Manager's URL as clusters reach it (install.yaml, register) */
+    { ngx_string("kubenova_public_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, public_url),
+      NULL },
+
+    /* the gRPC gateway's URL as Operators dial it */
+    { ngx_string("kubenova_gateway_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, gateway_url),
+      NULL },
+
+    /* the Operator's container image in install.yaml */
+    { ngx_string("kubenova_operator_image"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, operator_image),
+      NULL },
+
+    /* operator/deploy as installed: the static part of install.yaml */
+    { ngx_string("kubenova_install_manifests"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_kubenova_install_manifests,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, install_manifests),
+      NULL },
+
+    /* how long a join token works (POST /clusters may ask otherwise) */
+    { ngx_string("kubenova_join_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, join_token_ttl),
+      NULL },
+
+    /* the retired cluster secrets, still accepted in a hello (migration) */
+    { ngx_string("kubenova_gateway_cluster_secrets"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, gateway_cluster_secrets),
+      NULL },
+
       ngx_null_command
 };
 
@@ -232,6 +289,8 @@ ngx_http_kubenova_create_main_conf(ngx_conf_t *cf)
      */
 
     kmcf->usage_series = NGX_CONF_UNSET;
+    kmcf->join_token_ttl = NGX_CONF_UNSET;
+    kmcf->gateway_cluster_secrets = NGX_CONF_UNSET;
 
     return kmcf;
 }
@@ -295,6 +354,15 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
 
     ngx_conf_init_value(kmcf->usage_series,
                         NGX_KUBENOVA_USAGE_SERIES_DEFAULT);
+    ngx_conf_init_value(kmcf->join_token_ttl, 86400);
+    ngx_conf_init_value(kmcf->gateway_cluster_secrets, 0);
+
+    if (kmcf->join_token_ttl < 60 || kmcf->join_token_ttl > 2592000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kubenova_join_token_ttl must be between 1m "
+                           "and 30d");
+        return NGX_ERROR;
+    }
 
     if (kmcf->gateway_enabled && kmcf->usage_series > 0) {
         kmcf->usage_zone = ngx_kubenova_usage_metrics_zone_add(cf,

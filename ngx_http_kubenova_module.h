@@ -14,6 +14,7 @@
 #include "ngx_kubenova_pg.h"
 #include "ngx_kubenova_metrics.h"
 #include "ngx_kubenova_token.h"
+#include "ngx_kubenova_ca.h"
 
 
 #define NGX_HTTP_KUBENOVA_VERSION  "0.1.0"
@@ -30,6 +31,15 @@ typedef struct {
     ngx_flag_t                has_secret_key;
 
     ngx_flag_t                gateway_enabled;
+
+    /* cluster registration (ngx_kubenova_register.c) */
+    ngx_kubenova_ca_t        *ca;            /* kubenova_ca */
+    ngx_str_t                 public_url;    /* kubenova_public_url */
+    ngx_str_t                 gateway_url;   /* kubenova_gateway_url */
+    ngx_str_t                 operator_image;
+    ngx_str_t                 install_manifests;  /* the YAML, read */
+    time_t                    join_token_ttl;
+    ngx_flag_t                gateway_cluster_secrets;
 
     ngx_int_t                 usage_series;  /* kubenova_usage_metrics_series */
     ngx_shm_zone_t           *usage_zone;    /* NULL: no usage gauges */

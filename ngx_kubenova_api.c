@@ -16,6 +16,7 @@
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_yaml.h"
 #include "ngx_kubenova_crypto.h"
+#include "ngx_kubenova_register.h"
 
 
 #define NGX_KUBENOVA_API_PREFIX      "/api/v1"
@@ -33,6 +34,7 @@ typedef enum {
 
 #define NGX_KUBENOVA_ROUTE_ANONYMOUS  0x01   /* no token (signup) */
 #define NGX_KUBENOVA_ROUTE_CSV        0x02   /* Accept: text/csv honoured */
+#define NGX_KUBENOVA_ROUTE_JOIN       0x04   /* no bearer: a join token */
 
 
 typedef struct {
@@ -56,6 +58,7 @@ typedef struct {
     ngx_uint_t                   nparams;
     json_t                      *body;
     const char                  *body_format;
+    ngx_kubenova_join_t         *join;   /* install.yaml, register */
     unsigned                     csv:1;  /* the answer goes as text/csv */
 } ngx_kubenova_api_ctx_t;
 
@@ -103,6 +106,7 @@ static ngx_int_t ngx_kubenova_api_csv(ngx_http_request_t *r, const char *body,
 
 #define ANON    NGX_KUBENOVA_ROUTE_ANONYMOUS
 #define CSV     NGX_KUBENOVA_ROUTE_CSV
+#define JOIN    NGX_KUBENOVA_ROUTE_JOIN
 
 #define NONE    NGX_KUBENOVA_BODY_NONE
 #define JSON    NGX_KUBENOVA_BODY_JSON
@@ -150,6 +154,12 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
     { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
                                                                  NONE,  0 },
+    { POST,   "clusters/:cluster/join-token",   "cluster.join_token",
+                                                                 NONE,  0 },
+    { GET,    "clusters/:cluster/install.yaml", "cluster.install",
+                                                                 NONE,  JOIN },
+    { POST,   "clusters/:cluster/register",     "cluster.register",
+                                                                 JSON,  JOIN },
 
     { GET,    "tenants/:tenant/kubeconfig",     "kubeconfig.get", NONE, 0 },
 
@@ -178,6 +188,7 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
 #undef DELETE
 #undef ANON
 #undef CSV
+#undef JOIN
 #undef NONE
 #undef JSON
 #undef MERGE
@@ -387,6 +398,10 @@ ngx_kubenova_api_route(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
             goto not_found;
         }
 
+        return NGX_DECLINED;
+    }
+
+    if (ctx->route->flags & NGX_KUBENOVA_ROUTE_JOIN) {
         return NGX_DECLINED;
     }
 
@@ -771,6 +786,21 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                        "no such object");
     }
 
+    if (ngx_kubenova_register_envelope(r, json) != NGX_OK) {
+        json_decref(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->route->flags & NGX_KUBENOVA_ROUTE_JOIN) {
+        rc = ngx_kubenova_register_prepare(r, ctx->route->op,
+                                           &ctx->params[0].value, ctx->body,
+                                           json, &ctx->join);
+        if (rc != NGX_DECLINED) {
+            json_decref(json);
+            return rc;
+        }
+    }
+
     /*
      * 15 significant digits: a decimal the client wrote ("0.4", a price)
      * reaches the database as written, not as the nearest double's 17
@@ -851,7 +881,8 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
         || ngx_kubenova_api_query_arg(r, query, "to") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "granularity") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "tenant") != NGX_OK
-        || ngx_kubenova_api_query_arg(r, query, "month") != NGX_OK)
+        || ngx_kubenova_api_query_arg(r, query, "month") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "token") != NGX_OK)
     {
         goto failed;
     }
@@ -985,7 +1016,9 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
         }
     }
 
-    if (status == NGX_HTTP_UNAUTHORIZED) {
+    if (status == NGX_HTTP_UNAUTHORIZED
+        && !(ctx->route->flags & NGX_KUBENOVA_ROUTE_JOIN))
+    {
         if (ngx_kubenova_api_unauthorized_header(r, 1) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1004,6 +1037,13 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
         && ngx_strcmp(ctx->route->op, "kubeconfig.get") == 0)
     {
         return ngx_kubenova_api_kubeconfig(r, PQgetvalue(res, 0, 2), len);
+    }
+
+    if (ctx->join
+        && (status == NGX_HTTP_OK || status == NGX_HTTP_CREATED))
+    {
+        return ngx_kubenova_register_answer(r, ctx->join,
+                                            PQgetvalue(res, 0, 2), len);
     }
 
     if (status == NGX_HTTP_OK && ctx->csv) {

@@ -14,7 +14,9 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     -- reported by the cluster's Operator through the gateway; "secret" is
     -- in the answer that created the cluster (and may be sent back)
     SELECT ARRAY['connected', 'last_seen_at', 'connected_at', 'operator_version',
-                 'kubernetes_version', 'secret', 'generation', 'created_at', 'updated_at']
+                 'kubernetes_version', 'secret', 'generation', 'created_at', 'updated_at',
+                 -- the registration fields of the creating answer
+                 'join_token', 'join_token_expires_at', 'install_url', 'join_command']
 $$;
 
 CREATE FUNCTION api.cluster_json(cl clusters) RETURNS jsonb
@@ -129,13 +131,19 @@ CREATE FUNCTION api.cluster_create(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     inp  jsonb;
+    ttl  jsonb;
+    r    api.result;
 BEGIN
     PERFORM api.require_admin(c);
-    inp := api.cluster_input(api.body_object(e), NULL);
+    -- join_token_ttl is a parameter of the creation, not of the cluster
+    ttl := api.body_object(e) -> 'join_token_ttl';
+    inp := api.cluster_input(api.body_object(e) - 'join_token_ttl', NULL);
     IF EXISTS (SELECT 1 FROM clusters WHERE name = inp ->> 'name') THEN
         PERFORM api.fail(409, 'already_exists', 'cluster ' || (inp ->> 'name') || ' already exists');
     END IF;
-    RETURN api.cluster_store(inp, NULL);
+    r := api.cluster_store(inp, NULL);
+    r.body := r.body || api.join_token_issue(inp ->> 'name', ttl, e);
+    RETURN r;
 END
 $$;
 
@@ -144,11 +152,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     cluster_name  text := api.param(e, 'cluster');
     cur           clusters;
+    r             api.result;
 BEGIN
     PERFORM api.require_admin(c);
     SELECT * INTO cur FROM clusters WHERE name = cluster_name FOR UPDATE;
     PERFORM api.check_if_match(e, cur.generation);
-    RETURN api.cluster_store(api.cluster_input(api.body_object(e), cluster_name), cur);
+    r := api.cluster_store(api.cluster_input(api.body_object(e), cluster_name), cur);
+    IF cur.name IS NULL THEN   -- created: its join token, as for POST
+        r.body := r.body || api.join_token_issue(cluster_name, NULL, e);
+    END IF;
+    RETURN r;
 END
 $$;
 
@@ -208,6 +221,9 @@ BEGIN
     WHERE t.placement -> 'clusters' ? cur.name;
 
     DELETE FROM clusters WHERE name = cur.name;
+    -- its Operator's certificates stop working at the next connect
+    UPDATE cluster_certificates SET revoked_at = now()
+    WHERE cluster = cur.name AND revoked_at IS NULL;
     PERFORM pg_notify('kubenova_stream', cur.name || E'\t');
 
     FOREACH tenant_name IN ARRAY affected LOOP
