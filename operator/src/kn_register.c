@@ -279,7 +279,7 @@ kn_register_post(kn_register_t *reg)
     reg->xfer.data = reg;
 
     curl_easy_setopt(easy, CURLOPT_URL, reg->conf.register_url);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, reg->body);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, reg->headers);
     curl_easy_setopt(easy, CURLOPT_USERAGENT,
@@ -292,6 +292,11 @@ kn_register_post(kn_register_t *reg)
 
     kn_log(reg->log, KN_LOG_INFO, "identity: registering cluster \"%s\" at "
            "%s", reg->conf.cluster, reg->conf.register_url);
+
+    if (strncmp(reg->conf.register_url, "http://", 7) == 0) {
+        kn_log(reg->log, KN_LOG_WARN, "identity: the register URL is "
+               "plain http://: the join token is not protected on the way");
+    }
 
     if (kn_loop_add_transfer(reg->loop, &reg->xfer) != KN_OK) {
         kn_register_release_post(reg);
