@@ -32,6 +32,9 @@ static kn_identity_secret_op_t *kn_identity_secret_op(kn_kube_t *kube,
     void *data);
 static void kn_identity_secret_end(kn_identity_secret_op_t *op, kn_rc rc,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static kn_rc kn_identity_secret_get(kn_identity_secret_op_t *op,
+    kn_kube_done_pt done);
+static void kn_identity_secret_free(kn_identity_secret_op_t *op);
 static void kn_identity_secret_got(const kn_kube_result_t *res,
     void *data);
 static kn_rc kn_identity_secret_parse(kn_identity_secret_op_t *op,
@@ -53,7 +56,6 @@ kn_identity_secret_load(kn_kube_t *kube, const char *ns, const char *name,
     const char *cluster, kn_identity_t *id, kn_identity_secret_pt done,
     void *data)
 {
-    kn_kube_ref_t             ref;
     kn_identity_secret_op_t  *op;
 
     op = kn_identity_secret_op(kube, ns, name, done, data);
@@ -64,24 +66,12 @@ kn_identity_secret_load(kn_kube_t *kube, const char *ns, const char *name,
     op->cluster = strdup(cluster);
     op->id = id;
 
-    memset(&ref, 0, sizeof(ref));
-    ref.api_version = "v1";
-    ref.resource = "secrets";
-    ref.namespace = op->ns;
-    ref.name = op->name;
-
-    if (op->cluster == NULL
-        || kn_kube_get(kube, &ref, kn_identity_secret_got, op, NULL)
-           != KN_OK)
-    {
-        free(op->cluster);
-        free(op->ns);
-        free(op->name);
-        free(op);
+    if (op->cluster == NULL) {
+        kn_identity_secret_free(op);
         return KN_ERROR;
     }
 
-    return KN_OK;
+    return kn_identity_secret_get(op, kn_identity_secret_got);
 }
 
 
@@ -211,7 +201,6 @@ kn_rc
 kn_identity_secret_save(kn_kube_t *kube, const char *ns, const char *name,
     const kn_identity_t *id, kn_identity_secret_pt done, void *data)
 {
-    kn_kube_ref_t             ref;
     kn_identity_secret_op_t  *op;
 
     op = kn_identity_secret_op(kube, ns, name, done, data);
@@ -221,22 +210,7 @@ kn_identity_secret_save(kn_kube_t *kube, const char *ns, const char *name,
 
     op->save = id;
 
-    memset(&ref, 0, sizeof(ref));
-    ref.api_version = "v1";
-    ref.resource = "secrets";
-    ref.namespace = op->ns;
-    ref.name = op->name;
-
-    if (kn_kube_get(kube, &ref, kn_identity_secret_current, op, NULL)
-        != KN_OK)
-    {
-        free(op->ns);
-        free(op->name);
-        free(op);
-        return KN_ERROR;
-    }
-
-    return KN_OK;
+    return kn_identity_secret_get(op, kn_identity_secret_current);
 }
 
 
@@ -400,9 +374,7 @@ kn_identity_secret_op(kn_kube_t *kube, const char *ns, const char *name,
     op->data = data;
 
     if (op->ns == NULL || op->name == NULL) {
-        free(op->ns);
-        free(op->name);
-        free(op);
+        kn_identity_secret_free(op);
         return NULL;
     }
 
@@ -423,6 +395,35 @@ kn_identity_secret_end(kn_identity_secret_op_t *op, kn_rc rc,
 
     op->done(op->data, rc, err);
 
+    kn_identity_secret_free(op);
+}
+
+
+/* GET the Secret; op is freed when that cannot start */
+
+static kn_rc
+kn_identity_secret_get(kn_identity_secret_op_t *op, kn_kube_done_pt done)
+{
+    kn_kube_ref_t  ref;
+
+    memset(&ref, 0, sizeof(ref));
+    ref.api_version = "v1";
+    ref.resource = "secrets";
+    ref.namespace = op->ns;
+    ref.name = op->name;
+
+    if (kn_kube_get(op->kube, &ref, done, op, NULL) != KN_OK) {
+        kn_identity_secret_free(op);
+        return KN_ERROR;
+    }
+
+    return KN_OK;
+}
+
+
+static void
+kn_identity_secret_free(kn_identity_secret_op_t *op)
+{
     free(op->cluster);
     free(op->ns);
     free(op->name);
