@@ -514,6 +514,20 @@ kn_register_renew(kn_register_t *reg)
     size_t  len;
     kn_rc   rc;
 
+    /* never renewed in time (no stream all along): only a join token helps */
+    if (kn_identity_expired(&reg->id, time(NULL))) {
+        kn_log(reg->log, KN_LOG_ERROR, "identity: the certificate serial %s "
+               "expired before it could be renewed%s", reg->id.serial,
+               reg->conf.join_dir ? ": registering again with the join "
+                                    "token" : "; no --join-dir to register "
+                                    "again with");
+
+        if (reg->conf.join_dir) {
+            kn_register_post(reg);
+            return;
+        }
+    }
+
     if (kn_identity_csr(&reg->id, reg->conf.cluster, &csr, &len, err,
                         sizeof(err)) != KN_OK)
     {

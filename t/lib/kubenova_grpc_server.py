@@ -162,7 +162,9 @@ class ClientCA:
                 .sign(self.key, hashes.SHA256()))
         return (cns[0].value,
                 cert.public_bytes(serialization.Encoding.PEM).decode(),
-                "%X" % cert.serial_number,
+                # whole bytes, as OpenSSL prints serials
+                "%0*X" % (len("%X" % cert.serial_number) + 1 & ~1,
+                          cert.serial_number),
                 int(not_after.replace(
                     tzinfo=datetime.timezone.utc).timestamp()))
 
