@@ -261,10 +261,27 @@ is cert_field("$rid/tls.crt", 'serial'), "serial=$renewed",
 my $wait = $registered_at + $VALID + 2 - time;
 sleep $wait if $wait > 0;
 $srv->forget(sub { $_[0]{ev} eq 'connect' });
+# (streams from now on leave renewals unanswered)
+$srv->cmd(op => 'mode', renew => JSON::PP::false);
 $srv->cmd(op => 'end', code => 'UNAVAILABLE', details => 't73 reconnect');
 $c = $srv->event('connect', 15);
 is $c && $c->{cn}, 't73', 'after the first certificate expired the '
     . 'Operator reconnects over mTLS: it uses the renewed one'
+    or diag $op->log_text;
+
+# renewals unanswered: at its end the certificate is registered anew with
+# the (fresh) join token the join directory holds by then
+$srv->cmd(op => 'join_token', cluster => 't73', token => 'knjt_t73_third');
+write_file("$join2/join-token", "knjt_t73_third\n");
+ok $op->wait_log(qr/identity: the certificate serial \S+ expired before it could be renewed: registering again/, 2 * $VALID),
+    'a certificate never renewed expires: the Operator registers again'
+    or diag $op->log_text;
+$ev = $srv->take(sub { $_[0]{ev} eq 'register' && $_[0]{status} == 201 }, 20);
+ok $ev, '... with the join token now in the join directory';
+$srv->forget(sub { $_[0]{ev} eq 'connect' });
+$srv->cmd(op => 'end', code => 'UNAVAILABLE', details => 't73 again');
+$c = $srv->event('connect', 15);
+is $c && $c->{cn}, 't73', '... and connects with the new certificate'
     or diag $op->log_text;
 is $op->stop, 0, 'stopped';
 

@@ -513,6 +513,7 @@ kn_register_renew(kn_register_t *reg)
     char    err[KN_REGISTER_ERROR_MAX], *csr;
     size_t  len;
     kn_rc   rc;
+    time_t  left;
 
     /* never renewed in time (no stream all along): only a join token helps */
     if (kn_identity_expired(&reg->id, time(NULL))) {
@@ -552,8 +553,13 @@ kn_register_renew(kn_register_t *reg)
 
     reg->state = KN_REGISTER_RENEWING;
 
-    /* unanswered (the stream dropped, say): asked again */
-    kn_register_step(reg, kn_register_renew, KN_REGISTER_ANSWER_MS);
+    /* unanswered (the stream dropped, say): asked again, at the latest
+     * when the certificate ends */
+    left = reg->id.not_after - time(NULL);
+    kn_register_step(reg, kn_register_renew,
+                     left * 1000 < KN_REGISTER_ANSWER_MS
+                     ? (uint64_t) (left > 0 ? left * 1000 + 1000 : 0)
+                     : KN_REGISTER_ANSWER_MS);
 }
 
 
