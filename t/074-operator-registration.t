@@ -182,8 +182,34 @@ ok wait_until(sub { cluster()->{connected} }, 30),
     'restarted, it connects with the renewed certificate'
     or diag $op->log_text;
 unlike $op->log_text, qr/registering cluster/, '... without registering';
+
+# --- deleted and made again: the revoked identity registers anew ----------
+
+$gw->api_ok(DELETE => "clusters/$C");
+ok $op->wait_log(qr/identity: the Manager refuses the certificate serial \S+ \(revoked\?\): registering again/, 30),
+    'the cluster deleted, its certificate is refused: the Operator '
+    . 'registers again' or diag $op->log_text;
+ok $op->wait_log(qr/the Manager refused the registration: HTTP 401/, 15),
+    '... refused while the join Secret holds the spent token';
+
+$r = $gw->api_ok(POST => 'clusters', { name => $C });
+($url) = ($r->{json}{join_command} // '') =~ /'([^']+)'/;
+$out = $k8s->kubectl('apply', '-f', $url // 'none');
+like $out, qr{secret/kubenova-join configured},
+    'made again, its join command updates the join Secret';
+$join = $k8s->kubectl_json('get', 'secret', 'kubenova-join',
+                           '-n', 'kubenova-system');
+open my $jfh, '>', "$jdir/join-token" or die $!;
+print {$jfh} decode_base64($join ? $join->{data}{'join-token'} : '');
+close $jfh;
+
+ok $op->wait_log(qr/identity: registered: certificate serial/, 60),
+    '... with whose new token the Operator registers' or diag $op->log_text;
+ok wait_until(sub { cluster()->{connected} }, 30),
+    '... and connects' or diag $op->log_text;
 is $op->stop, 0, 'stopped';
 
-is_deeply [map { $_->sanitizer_reports } @ops], [], 'no sanitizer reports';
+is_deeply [map { $_->sanitizer_reports } @ops], [], 'no sanitizer reports'
+    or diag join "\n", map { grep { /^    #\d|Sanitizer|Direct|Indirect/ } $_->log_since(0) } @ops;
 
 done_testing;

@@ -1253,6 +1253,12 @@ kn_grpc_ended(kn_grpc_t *g, CURLcode result)
         g->handlers->disconnected(g->data, reason);
     }
 
+    if (!was_live && g->grpc_status == KN_GRPC_UNAUTHENTICATED
+        && g->handlers->unauthenticated)
+    {
+        g->handlers->unauthenticated(g->data);
+    }
+
     stable = was_live && lived >= KN_GRPC_STABLE_MS;
     if (stable) {
         g->attempt = 0;

@@ -79,6 +79,10 @@ typedef struct {
     /* the answer to kn_grpc_send_certificate_request() (may be NULL) */
     void   (*certificate)(void *data,
                const Kubenova__V1__CertificateIssued *issued);
+
+    /* a stream refused with UNAUTHENTICATED before its Welcome (may be
+     * NULL): the Manager does not take this identity (any more) */
+    void   (*unauthenticated)(void *data);
 } kn_grpc_handlers_t;
 
 

@@ -15,8 +15,9 @@
 #define KN_IDENTITY_SECRET_ERROR_MAX  1024
 
 
-typedef struct {
+struct kn_identity_secret_op_s {
     kn_kube_t              *kube;
+    kn_kube_req_t          *req;         /* the request under way */
     char                   *ns;
     char                   *name;
     char                   *cluster;
@@ -24,7 +25,7 @@ typedef struct {
     const kn_identity_t    *save;        /* save */
     kn_identity_secret_pt   done;
     void                   *data;
-} kn_identity_secret_op_t;
+};
 
 
 static kn_identity_secret_op_t *kn_identity_secret_op(kn_kube_t *kube,
@@ -54,7 +55,7 @@ static void kn_identity_secret_written(const kn_kube_result_t *res,
 kn_rc
 kn_identity_secret_load(kn_kube_t *kube, const char *ns, const char *name,
     const char *cluster, kn_identity_t *id, kn_identity_secret_pt done,
-    void *data)
+    void *data, kn_identity_secret_op_t **out)
 {
     kn_identity_secret_op_t  *op;
 
@@ -71,7 +72,13 @@ kn_identity_secret_load(kn_kube_t *kube, const char *ns, const char *name,
         return KN_ERROR;
     }
 
-    return kn_identity_secret_get(op, kn_identity_secret_got);
+    if (kn_identity_secret_get(op, kn_identity_secret_got) != KN_OK) {
+        return KN_ERROR;
+    }
+
+    *out = op;
+
+    return KN_OK;
 }
 
 
@@ -80,6 +87,8 @@ kn_identity_secret_got(const kn_kube_result_t *res, void *data)
 {
     char                      err[KN_IDENTITY_SECRET_ERROR_MAX];
     kn_identity_secret_op_t  *op = data;
+
+    op->req = NULL;
 
     if (res->status == 404) {
         kn_identity_secret_end(op, KN_DECLINED, "no Secret yet");
@@ -199,7 +208,8 @@ kn_identity_secret_decode(json_t *data, const char *key, size_t *len)
 
 kn_rc
 kn_identity_secret_save(kn_kube_t *kube, const char *ns, const char *name,
-    const kn_identity_t *id, kn_identity_secret_pt done, void *data)
+    const kn_identity_t *id, kn_identity_secret_pt done, void *data,
+    kn_identity_secret_op_t **out)
 {
     kn_identity_secret_op_t  *op;
 
@@ -210,7 +220,25 @@ kn_identity_secret_save(kn_kube_t *kube, const char *ns, const char *name,
 
     op->save = id;
 
-    return kn_identity_secret_get(op, kn_identity_secret_current);
+    if (kn_identity_secret_get(op, kn_identity_secret_current) != KN_OK) {
+        return KN_ERROR;
+    }
+
+    *out = op;
+
+    return KN_OK;
+}
+
+
+void
+kn_identity_secret_cancel(kn_identity_secret_op_t *op)
+{
+    if (op == NULL) {
+        return;
+    }
+
+    kn_kube_cancel(op->req);
+    kn_identity_secret_free(op);
 }
 
 
@@ -223,6 +251,8 @@ kn_identity_secret_current(const kn_kube_result_t *res, void *data)
     kn_kube_ref_t             ref;
     const char               *rv;
     kn_identity_secret_op_t  *op = data;
+
+    op->req = NULL;
 
     if (res->error != NULL && res->status != 404) {
         kn_identity_secret_end(op, KN_ERROR, "identity: reading Secret "
@@ -256,7 +286,7 @@ kn_identity_secret_current(const kn_kube_result_t *res, void *data)
     }
 
     rc = kn_kube_request(op->kube, rv ? "PUT" : "POST", path, NULL, obj,
-                         kn_identity_secret_written, op, NULL);
+                         kn_identity_secret_written, op, &op->req);
     json_decref(obj);
 
     if (rc != KN_OK) {
@@ -343,6 +373,8 @@ kn_identity_secret_written(const kn_kube_result_t *res, void *data)
 {
     kn_identity_secret_op_t  *op = data;
 
+    op->req = NULL;
+
     if (res->error != NULL) {
         kn_identity_secret_end(op, KN_ERROR, "identity: writing Secret "
                                "%s/%s: %s", op->ns, op->name, res->error);
@@ -399,7 +431,7 @@ kn_identity_secret_end(kn_identity_secret_op_t *op, kn_rc rc,
 }
 
 
-/* GET the Secret; op is freed when that cannot start */
+/* GET the Secret; op is freed when that cannot start (done never comes) */
 
 static kn_rc
 kn_identity_secret_get(kn_identity_secret_op_t *op, kn_kube_done_pt done)
@@ -412,7 +444,7 @@ kn_identity_secret_get(kn_identity_secret_op_t *op, kn_kube_done_pt done)
     ref.namespace = op->ns;
     ref.name = op->name;
 
-    if (kn_kube_get(op->kube, &ref, done, op, NULL) != KN_OK) {
+    if (kn_kube_get(op->kube, &ref, done, op, &op->req) != KN_OK) {
         kn_identity_secret_free(op);
         return KN_ERROR;
     }

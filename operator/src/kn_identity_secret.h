@@ -19,18 +19,24 @@
 #include "kn_kube.h"
 
 
+typedef struct kn_identity_secret_op_s  kn_identity_secret_op_t;
+
 typedef void (*kn_identity_secret_pt)(void *data, kn_rc rc,
     const char *err);
 
 
+/* *op: the operation, for kn_identity_secret_cancel() until done */
 kn_rc kn_identity_secret_load(kn_kube_t *kube, const char *ns,
     const char *name, const char *cluster, kn_identity_t *id,
-    kn_identity_secret_pt done, void *data);
+    kn_identity_secret_pt done, void *data, kn_identity_secret_op_t **op);
 
 /* id must outlive the request */
 kn_rc kn_identity_secret_save(kn_kube_t *kube, const char *ns,
     const char *name, const kn_identity_t *id, kn_identity_secret_pt done,
-    void *data);
+    void *data, kn_identity_secret_op_t **op);
+
+/* drops an operation; done is not called.  NULL is ignored. */
+void kn_identity_secret_cancel(kn_identity_secret_op_t *op);
 
 
 #endif /* KN_IDENTITY_SECRET_H */

@@ -91,6 +91,7 @@ static void kn_main_identity(void *data, const kn_identity_t *id);
 static kn_rc kn_main_send_csr(void *data, const char *csr, size_t len);
 static void kn_main_certificate(void *data,
     const Kubenova__V1__CertificateIssued *issued);
+static void kn_main_unauthenticated(void *data);
 static void kn_main_connect(kn_ctx_t *ctx);
 
 
@@ -105,7 +106,8 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_kubeconfig_ack,
     kn_main_disconnected,
     kn_main_stopped,
-    kn_main_certificate
+    kn_main_certificate,
+    kn_main_unauthenticated
 };
 
 
@@ -559,6 +561,17 @@ kn_main_certificate(void *data, const Kubenova__V1__CertificateIssued *issued)
 }
 
 
+static void
+kn_main_unauthenticated(void *data)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->reg != NULL) {
+        kn_register_refused(ctx->reg);
+    }
+}
+
+
 static kn_rc
 kn_main_send_app_status(void *data,
     const Kubenova__V1__ApplicationStatus *status)
@@ -652,6 +665,10 @@ kn_main_welcome(void *data, const Kubenova__V1__Welcome *w)
     kn_ctx_t  *ctx = data;
 
     (void) w;
+
+    if (ctx->reg != NULL) {
+        kn_register_welcomed(ctx->reg);
+    }
 
     if (ctx->spool != NULL) {
         kn_spool_connected(ctx->spool);

@@ -35,7 +35,8 @@ typedef enum {
     KN_REGISTER_REGISTERING,
     KN_REGISTER_STORING,
     KN_REGISTER_READY,              /* renewal timer set */
-    KN_REGISTER_RENEWING            /* a request is out on the stream */
+    KN_REGISTER_RENEWING,           /* a request is out on the stream */
+    KN_REGISTER_REREGISTERING       /* refused: registering again */
 } kn_register_state_e;
 
 
@@ -50,6 +51,7 @@ struct kn_register_s {
     kn_register_state_e    state;
     kn_identity_t          id;
     kn_identity_t          loaded;      /* what a Secret load fills */
+    kn_identity_secret_op_t  *secret_op;  /* a Secret load or save */
     uint64_t               retry_ms;
     kn_timer_t             timer;       /* next step, retry, renewal */
     void                 (*next)(kn_register_t *reg);
@@ -124,6 +126,7 @@ kn_register_destroy(kn_register_t *reg)
 
     kn_timer_cancel(reg->loop, &reg->timer);
     kn_register_release_post(reg);
+    kn_identity_secret_cancel(reg->secret_op);
     kn_identity_free(&reg->id);
     kn_identity_free(&reg->loaded);
     free(reg);
@@ -159,7 +162,8 @@ kn_register_load(kn_register_t *reg)
 
     rc = kn_identity_secret_load(reg->conf.kube, reg->conf.secret_namespace,
                                  reg->conf.secret_name, reg->conf.cluster,
-                                 &reg->loaded, kn_register_loaded, reg);
+                                 &reg->loaded, kn_register_loaded, reg,
+                                 &reg->secret_op);
     if (rc != KN_OK) {
         kn_register_retry(reg, kn_register_load);
     }
@@ -170,6 +174,8 @@ static void
 kn_register_loaded(void *data, kn_rc rc, const char *err)
 {
     kn_register_t  *reg = data;
+
+    reg->secret_op = NULL;
 
     if (rc == KN_ERROR) {
         kn_log(reg->log, KN_LOG_ERROR, "%s; retrying", err);
@@ -221,7 +227,9 @@ kn_register_post(kn_register_t *reg)
     size_t   csr_len;
     json_t  *req;
 
-    reg->state = KN_REGISTER_REGISTERING;
+    if (reg->state != KN_REGISTER_REREGISTERING) {
+        reg->state = KN_REGISTER_REGISTERING;
+    }
 
     /* a key made here once; kept if the registration has to be retried */
     if (reg->id.key == NULL
@@ -451,7 +459,7 @@ kn_register_store(kn_register_t *reg)
 
     rc = kn_identity_secret_save(reg->conf.kube, reg->conf.secret_namespace,
                                  reg->conf.secret_name, &reg->id,
-                                 kn_register_stored, reg);
+                                 kn_register_stored, reg, &reg->secret_op);
     if (rc != KN_OK) {
         kn_register_retry(reg, kn_register_store);
     }
@@ -462,6 +470,8 @@ static void
 kn_register_stored(void *data, kn_rc rc, const char *err)
 {
     kn_register_t  *reg = data;
+
+    reg->secret_op = NULL;
 
     if (rc != KN_OK) {
         /* the token is spent: this certificate must be kept */
@@ -601,6 +611,55 @@ kn_register_issued(kn_register_t *reg,
     reg->retry_ms = KN_REGISTER_RETRY_MIN;
     kn_timer_cancel(reg->loop, &reg->timer);
     kn_register_store(reg);
+}
+
+
+/* refused by the Manager */
+
+
+void
+kn_register_refused(kn_register_t *reg)
+{
+    if (reg->state != KN_REGISTER_READY && reg->state != KN_REGISTER_RENEWING)
+    {
+        return;                 /* registering already, or not yet ready */
+    }
+
+    if (reg->conf.join_dir == NULL) {
+        kn_log(reg->log, KN_LOG_ERROR, "identity: the Manager refuses the "
+               "certificate serial %s and there is no --join-dir to "
+               "register again with", reg->id.serial);
+        return;
+    }
+
+    kn_log(reg->log, KN_LOG_WARN, "identity: the Manager refuses the "
+           "certificate serial %s (revoked?): registering again with the "
+           "join token", reg->id.serial);
+
+    kn_timer_cancel(reg->loop, &reg->timer);
+    reg->retry_ms = KN_REGISTER_RETRY_MIN;
+    reg->state = KN_REGISTER_REREGISTERING;
+
+    kn_register_post(reg);
+}
+
+
+void
+kn_register_welcomed(kn_register_t *reg)
+{
+    if (reg->state != KN_REGISTER_REREGISTERING) {
+        return;
+    }
+
+    kn_log(reg->log, KN_LOG_INFO, "identity: the Manager takes the "
+           "certificate serial %s again: registering called off",
+           reg->id.serial);
+
+    kn_timer_cancel(reg->loop, &reg->timer);
+    kn_register_release_post(reg);
+    reg->retry_ms = KN_REGISTER_RETRY_MIN;
+
+    kn_register_have(reg);
 }
 
 

@@ -11,6 +11,11 @@
  * on the authenticated stream (send(); retried while there is no stream
  * or no answer); the CertificateIssued answer (kn_register_issued()) is
  * checked, stored, and handed to ready() again for the next connections.
+ *
+ * A stream refused UNAUTHENTICATED (the certificate revoked: the cluster
+ * was deleted and made again, say) registers again with the join token,
+ * the same key, while the streams go on with the identity they have; a
+ * Welcome before that succeeds calls the registration off.
  */
 
 #ifndef KN_REGISTER_H
@@ -53,6 +58,10 @@ void kn_register_destroy(kn_register_t *reg);
 
 /* loads the identity, registering when needed; ready() follows */
 kn_rc kn_register_start(kn_register_t *reg);
+
+/* the Manager refused a stream UNAUTHENTICATED; it welcomed one */
+void kn_register_refused(kn_register_t *reg);
+void kn_register_welcomed(kn_register_t *reg);
 
 /* the Manager's answer to a renewal request */
 void kn_register_issued(kn_register_t *reg,
