@@ -52,9 +52,10 @@ ngx_int_t ngx_kubenova_ca_sign(ngx_kubenova_ca_t *ca, X509_REQ *req,
 
 /*
  * The client certificate of a TLS connection: NGX_OK with its CN and
- * serial (lowercase hex, NGX_KUBENOVA_CA_PEER_SERIAL_SIZE bytes) when it is there and verified against
- * ssl_client_certificate; NGX_DECLINED when there is none (or no TLS);
- * NGX_ABORT when there is one that did not verify (why in err).
+ * serial (lowercase hex, at most NGX_KUBENOVA_CA_PEER_SERIAL_SIZE bytes)
+ * when it is there and verified against ssl_client_certificate;
+ * NGX_DECLINED when there is none (or no TLS); NGX_ABORT when there is one
+ * that did not verify (why in err).
  */
 ngx_int_t ngx_kubenova_ca_peer(ngx_connection_t *c, char *cn, u_char *serial,
     char *err, size_t err_len);

@@ -134,8 +134,7 @@ static ngx_int_t ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
 static void ngx_kubenova_gw_certificate_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
 static void ngx_kubenova_gw_certificate_send(ngx_kubenova_gw_stream_t *s,
-    const char *pem, const char *ca_pem, int64_t not_after,
-    const char *error);
+    const char *pem, int64_t not_after, const char *error);
 static ngx_int_t ngx_kubenova_gw_send_object(ngx_kubenova_gw_stream_t *s,
     const char *kind, const char *name, const char *generation,
     ngx_uint_t deleted, const char *spec, size_t spec_len);
@@ -1212,7 +1211,7 @@ ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
     kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
 
     if (kmcf->ca == NULL) {
-        ngx_kubenova_gw_certificate_send(s, NULL, NULL, 0,
+        ngx_kubenova_gw_certificate_send(s, NULL, 0,
                                          "this Manager has no kubenova_ca");
         return NGX_OK;
     }
@@ -1225,13 +1224,13 @@ ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_kubenova_gw_certificate_send(s, NULL, NULL, 0, err);
+        ngx_kubenova_gw_certificate_send(s, NULL, 0, err);
         return NGX_OK;
     }
 
     if (ngx_strcmp(cn, s->cluster) != 0) {
         X509_REQ_free(csr);
-        ngx_kubenova_gw_certificate_send(s, NULL, NULL, 0,
+        ngx_kubenova_gw_certificate_send(s, NULL, 0,
             "the CSR's subject must be CN=<this stream's cluster>");
         return NGX_OK;
     }
@@ -1256,7 +1255,7 @@ ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
     if (rc != NGX_OK) {
         ngx_destroy_pool(s->scratch);
         s->scratch = NULL;
-        ngx_kubenova_gw_certificate_send(s, NULL, NULL, 0,
+        ngx_kubenova_gw_certificate_send(s, NULL, 0,
                                          "the certificate could not be "
                                          "signed");
         return NGX_OK;
@@ -1288,8 +1287,6 @@ ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
 static void
 ngx_kubenova_gw_certificate_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
 {
-    ngx_http_kubenova_main_conf_t  *kmcf;
-
     if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)
         || PQgetvalue(res, 0, 0)[0] != 't')
     {
@@ -1298,10 +1295,7 @@ ngx_kubenova_gw_certificate_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
         return;
     }
 
-    kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
-
     ngx_kubenova_gw_certificate_send(s, s->params[4],
-                                     (char *) kmcf->ca->cert_pem.data,
                                      ngx_atoof((u_char *) s->params[3],
                                                ngx_strlen(s->params[3])),
                                      NULL);
@@ -1310,19 +1304,19 @@ ngx_kubenova_gw_certificate_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
 
 static void
 ngx_kubenova_gw_certificate_send(ngx_kubenova_gw_stream_t *s,
-    const char *pem, const char *ca_pem, int64_t not_after, const char *error)
+    const char *pem, int64_t not_after, const char *error)
 {
     ngx_http_kubenova_main_conf_t  *kmcf;
-    Kubenova__V1__CertificateIssued  issued =
+    Kubenova__V1__ManagerMessage    msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
+    Kubenova__V1__CertificateIssued issued =
                                         KUBENOVA__V1__CERTIFICATE_ISSUED__INIT;
-    Kubenova__V1__ManagerMessage     msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
 
     kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
 
     if (pem) {
         issued.certificate_pem.data = (uint8_t *) pem;
         issued.certificate_pem.len = ngx_strlen(pem);
-        issued.ca_pem.data = (uint8_t *) ca_pem;
+        issued.ca_pem.data = kmcf->ca->cert_pem.data;
         issued.ca_pem.len = kmcf->ca->cert_pem.len;
         issued.not_after_unix = not_after;
 

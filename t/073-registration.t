@@ -120,8 +120,24 @@ my $tampered = join("\n", @lines) . "\n";
 $r = $gw->register($C, { join_token => $token, csr => $tampered });
 is $r->{status}, 422, 'register with a CSR whose signature does not hold: 422';
 
+my $two = KubeNova::Pki::key_and_csr($dir, 't73-a-two', "O=acme/CN=$C");
+$r = $gw->register($C, { join_token => $token, csr => $two->{pem} });
+is $r->{status}, 422, 'register with a CSR whose subject has more than the CN: 422';
+like err_of($r)->{message}, qr/exactly CN=<cluster name>/, '... saying so';
+
+system("openssl req -new -nodes -newkey rsa:1024 -keyout $dir/t73-rsa.key "
+       . "-out $dir/t73-rsa.csr -subj /CN=$C >/dev/null 2>&1");
+my $rsa = do { local (@ARGV, $/) = "$dir/t73-rsa.csr"; <> };
+$r = $gw->register($C, { join_token => $token, csr => $rsa });
+is $r->{status}, 422, 'register with a 1024-bit RSA key: 422';
+like err_of($r)->{message}, qr/2048 bits/, '... saying so';
+
 $r = $gw->register($C, { join_token => $token });
 is $r->{status}, 422, 'register without a CSR: 422';
+$r = $gw->register($C, { join_token => $token, csr => 5, extra => 1 });
+is $r->{status}, 422, 'register with a CSR that is not a string and an unknown field: 422';
+is_deeply [sort map { $_->{field} } @{ err_of($r)->{details} || [] }], ['csr', 'extra'],
+    '... naming both';
 $r = $gw->register($C, '{"join_token": ');
 is $r->{status}, 400, 'register with broken JSON: 400';
 
@@ -177,6 +193,8 @@ my $audit = $gw->api_ok(GET => 'audit?limit=200')->{json}{items} || [];
 ok scalar(grep { $_->{action} eq 'cluster.register' && $_->{status} == 201
                  && $_->{resource} eq "clusters/$C/register" } @$audit),
     'the registration is in the audit log';
+is scalar(grep { $_->{action} eq 'cluster.register' && $_->{status} != 201 } @$audit), 0,
+    '... the refused ones are not (unauthenticated)';
 
 # --- the gateway: mTLS only -----------------------------------------------------
 
@@ -240,6 +258,12 @@ my $rid = { %$id, key => $rcsr->{key}, cert => "$dir/t73-a-renew.crt" };
 { open my $fh, '>', $rid->{cert} or die; print {$fh} $new_pem; close $fh; }
 $op->open('s6', hello => { cluster => $C }, tls => $gw->tls($rid));
 ok $op->msg('s6', 'welcome', 10), 'the renewed certificate connects';
+
+$op->send('s6', { certificate_request => { csr_pem => encode_b64("not a CSR") } });
+$issued = $op->msg('s6', 'certificate', 10);
+like $issued && $issued->{msg}{error}, qr/not a PEM certificate request/,
+    'a CertificateRequest with a malformed CSR: refused with an error';
+is $issued && $issued->{msg}{certificate_pem}, '', '... and no certificate';
 
 my $bcsr = KubeNova::Pki::key_and_csr($dir, 't73-a-bad', "CN=$B");
 $op->send('s6', { certificate_request => { csr_pem => encode_b64($bcsr->{pem}) } });

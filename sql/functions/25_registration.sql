@@ -130,10 +130,11 @@ BEGIN
     PERFORM api.fail_invalid(
         api.check_fields(body, '', ARRAY['join_token', 'csr'])
         || api.check_required(body -> 'join_token', 'join_token')
-        || api.check_required(body -> 'csr', 'csr'));
-    IF jsonb_typeof(body -> 'join_token') <> 'string' THEN
-        PERFORM api.fail_invalid(api.field_error('join_token', 'must be a string'));
-    END IF;
+        || api.check_required(body -> 'csr', 'csr')
+        || CASE WHEN jsonb_typeof(body -> 'join_token') NOT IN ('string', 'null')
+                THEN api.field_error('join_token', 'must be a string') ELSE '[]' END
+        || CASE WHEN jsonb_typeof(body -> 'csr') NOT IN ('string', 'null')
+                THEN api.field_error('csr', 'must be a string') ELSE '[]' END);
     IF cert IS NULL OR cert ->> 'serial' IS NULL
        OR cert ->> 'cn' IS DISTINCT FROM api.param(e, 'cluster') THEN
         RAISE EXCEPTION 'api.cluster_register: nginx did not describe the certificate';

@@ -266,10 +266,10 @@ sub register_cluster {
     open my $fh, '>', $cert or croak "$cert: $!";
     print {$fh} $r->{json}{certificate};
     close $fh;
-    return { cluster => $name, key => $k->{key}, cert => $cert,
-             ca => $self->{pki}{ca}{cert},
-             certificate => $r->{json}{certificate},
-             not_after => $r->{json}{not_after}, join_token => $token };
+    return $self->{identities}{$name} = {
+        cluster => $name, key => $k->{key}, cert => $cert,
+        ca => $self->{pki}{ca}{cert}, certificate => $r->{json}{certificate},
+        not_after => $r->{json}{not_after}, join_token => $token };
 }
 
 # POST /clusters/<name>/register without a bearer token
@@ -371,10 +371,16 @@ sub log_problems {
 
 # --- Operators ----------------------------------------------------------
 
+# With tls, a stream opened without a "tls" option presents the identity
+# create_cluster registered for its hello's cluster (and no secret).
 sub operator {
     my ($self) = @_;
-    return KubeNova::Gateway::Operator->new($self->target);
+    return KubeNova::Gateway::Operator->new($self->target,
+                                            $self->{opts}{tls} ? $self : undef);
 }
+
+# the identity create_cluster/register_cluster last made for a cluster
+sub identity { $_[0]{identities}{$_[1]} }
 
 # --- raw gRPC with curl -------------------------------------------------
 
@@ -397,14 +403,21 @@ sub grpc_curl {
                                   UNLINK => 1);
     my (undef, $ofile) = tempfile('kn-grpc-out.XXXXXX', TMPDIR => 1,
                                   UNLINK => 1);
-    my @cmd = ('curl', '-s', '--http2-prior-knowledge',
+    # tls => {ca, key, cert} ($gw->tls($identity)): HTTP/2 over mTLS
+    my $tls = $o{tls};
+    my @cmd = ('curl', '-s',
+               ($tls ? ('--http2', '--resolve', "localhost:$port:127.0.0.1",
+                        '--cacert', $tls->{ca},
+                        ($tls->{cert} ? ('--cert', $tls->{cert},
+                                         '--key', $tls->{key}) : ()))
+                     : '--http2-prior-knowledge'),
                '--max-time', $o{timeout} // 10,
                '-D', $hfile, '-o', $ofile,
                '-H', 'content-type: ' . ($o{content_type}
                                          // 'application/grpc'),
                '-H', 'te: trailers',
                '--data-binary', "\@$bfile",
-               "http://127.0.0.1:$port"
+               ($tls ? "https://localhost:$port" : "http://127.0.0.1:$port")
                . ($o{path} // '/kubenova.v1.OperatorGateway/Connect'));
     my $rc = system(@cmd);
     my %res = (curl_rc => $rc >> 8, headers => {});
@@ -443,13 +456,13 @@ use Time::HiRes qw(time sleep);
 my $PY = $ENV{KN_PYTHON} || '/usr/bin/python3';
 
 sub new {
-    my ($class, $target) = @_;
+    my ($class, $target, $gw) = @_;
     my ($out, $in);
     my $pid = open2($out, $in, $PY, "$Lib/kubenova_grpc_client.py",
                     '--target', $target, '--proto', "$Repo/proto/kubenova.proto");
     $in->autoflush(1);
     my $self = bless { pid => $pid, out => $out, in => $in, buf => '',
-                       pending => [], all => [] }, $class;
+                       pending => [], all => [], gw => $gw }, $class;
     my $ready = $self->take(sub { $_[0]{ev} eq 'ready' }, 20)
         or croak "the gRPC client did not start";
     return $self;
@@ -463,6 +476,13 @@ sub cmd {
 # open a stream; %o: hello => {...}, heartbeat_every, auto_ack
 sub open {
     my ($self, $id, %o) = @_;
+    if ($self->{gw} && !exists $o{tls}) {
+        my $cluster = $o{hello} ? $o{hello}{cluster} : undef;
+        $o{tls} = $self->{gw}->tls(defined $cluster
+                                   ? $self->{gw}->identity($cluster) : undef);
+        $o{hello} = { %{ $o{hello} } } if $o{hello};
+        delete $o{hello}{cluster_secret} if $o{hello};
+    }
     $self->cmd(op => 'open', id => $id, %o);
 }
 
