@@ -122,7 +122,8 @@ sub identity_args {
         print {$out} $pem;
         close $out;
     }
-    return ('--identity-dir', $dir, '--manager-ca', $id->{ca},
+    return ('--identity-dir', $dir,
+            (defined $id->{ca} ? ('--manager-ca', $id->{ca}) : ()),
             ($have_cluster ? () : ('--cluster', $id->{cluster})));
 }
 
