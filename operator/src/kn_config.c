@@ -56,7 +56,8 @@ static const kn_config_option_t  kn_config_options[] = {
 
     { "cluster-secret-file", "KN_CLUSTER_SECRET_FILE",
       KN_STR(cluster_secret_file),
-      "file holding the cluster's secret (from POST /api/v1/clusters)" },
+      "retired (streams are bound to the identity's certificate): the "
+      "cluster's secret, for an h2c gateway that still takes one" },
 
     { "manager-ca", "KN_MANAGER_CA", KN_STR(manager_ca),
       "CA certificates (PEM) to verify an https:// Manager with" },
