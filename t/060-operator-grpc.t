@@ -1,4 +1,4 @@
-# The C Operator against the real Manager: it dials the gateway (h2c),
+# The C Operator against the real Manager: it dials the gateway (mTLS),
 # says hello, applies and acks the difference, then every live change;
 # a Manager reload ends its stream UNAVAILABLE and it reconnects (backoff,
 # hello) without losing anything written meanwhile; SIGTERM closes the
@@ -19,13 +19,13 @@ require_pg();
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
-                                  heartbeat => '1s');
+my $gw = KubeNova::Gateway->start(tls => 1, workers => 2,
+                                  master_process => 1, heartbeat => '1s');
 my $ngx = $gw->ngx;
 
 my $C = 't60-c';
 my $T = 't60-t';
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->create_tenant($T, $C);
 $gw->create_app($T, 'a1');
 
@@ -52,8 +52,8 @@ ok !cluster()->{connected}, '... and the cluster not connected';
 # --- connect, hello, the difference ---------------------------------------
 
 my $op = KubeNova::Operator->start(
-    manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-    cluster => $C, secret => $secret,
+    manager_url => 'https://localhost:' . $gw->gw_port,
+    cluster => $C, identity => $identity,
     # delays up to 3 s (not 60): the test provokes many reconnects in a row
     args => ['--heartbeat', '1s', '--reconnect-max', '3s']);
 
@@ -171,24 +171,21 @@ ok synced(10, "tenants/$T", "tenants/$T/apps/a4"),
 ok synced(1, "tenants/$T/apps/a1", "tenants/$T/apps/a3"),
     '... and the rest is still synced';
 
-# --- a rotated secret ---------------------------------------------------
+# --- an identity is its cluster's only -----------------------------------
 
-$off = $op->log_offset;
-my $rotated = $gw->api_ok(POST => "clusters/$C/secret")->{json}{secret};
-like $rotated // '', qr/^kncs_/, 'the cluster\'s secret is rotated';
-ok $op->wait_log(qr/ended .*: ABORTED \(grpc-status 10\)/, 10, $off),
-    'the Manager drops the stream (ABORTED)';
-ok $op->wait_log(qr/ended .*: UNAUTHENTICATED \(grpc-status 16\): unknown cluster or wrong secret/,
-                 10, $off),
-    'the old secret is refused: UNAUTHENTICATED (a trailers-only answer)';
-ok !cluster()->{connected}, 'the cluster is not connected';
-
-open my $sfh, '>', $op->dir . '/secret' or die $!;
-print {$sfh} "$rotated\n";
-close $sfh;
-ok $op->wait_log(qr/connected to the Manager/, 20, $off),
-    'the new secret in its file: it connects again, no restart needed';
-ok wait_until(sub { cluster()->{connected} }, 5), 'the cluster is connected';
+# (the cluster secret is retired: the stream is bound to the certificate,
+# registered through the API; t/074 and t/077 test the identity itself)
+{
+    my $other = KubeNova::Operator->start(
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => 't60-other', identity => $identity,
+        args => ['--heartbeat', '1s', '--reconnect-max', '3s']);
+    ok $other->wait_log(qr/the certificate does not name cluster "t60-other" \(CN\)/, 10),
+        'an Operator given another cluster\'s identity refuses to use it';
+    ok !$other->wait_log(qr/connected to the Manager/, 2),
+        '... and never connects';
+    $other->stop(10);
+}
 
 # --- a bounded send queue ------------------------------------------------
 
@@ -198,12 +195,12 @@ ok wait_until(sub { cluster()->{connected} }, 5), 'the cluster is connected';
 # lists more of what it applied, until everything is synced.
 {
     my $QC = 't60-q';
-    my $qsecret = $gw->create_cluster($QC);
+    my $qidentity = $gw->create_cluster($QC);
     $gw->create_tenant('t60-qt', $QC);
     $gw->create_app('t60-qt', "q$_") for 1 .. 150;
     my $qop = KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $QC, secret => $qsecret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $QC, identity => $qidentity,
         args => ['--heartbeat', '1s', '--send-queue-messages', '16',
                  '--reconnect-min', '100ms', '--reconnect-max', '500ms']);
     ok $qop->wait_log(qr/the send queue is full \(16 messages, \d+ bytes; --send-queue-messages 16/, 10),

@@ -1,6 +1,7 @@
 # The Operator's gRPC client against python3-grpcio, the reference gRPC
 # implementation, serving OperatorGateway (t/lib/kubenova_grpc_server.py):
-# wire compatibility over h2c and TLS, the hello's fields and its applied
+# wire compatibility over TLS with a client certificate (mTLS, as the
+# Manager's gateway requires; t/077 tests the identity itself), the hello's fields and its applied
 # list on reconnect, acks, heartbeats at the configured interval,
 # dead-peer detection, reconnect delays with full jitter that grow to the
 # cap and start again after a stream that stayed up, the message size
@@ -36,11 +37,33 @@ my $dir = tempdir('kn-t61.XXXXXX', TMPDIR => 1, CLEANUP => 1);
     and system("openssl x509 -req -in $dir/srv.csr -CA $dir/ca.crt "
                . "-CAkey $dir/ca.key -CAcreateserial -days 1 "
                . "-extfile $dir/ext.cnf -out $dir/srv.crt $q") == 0
+    and system("openssl req -x509 -newkey ec -pkeyopt "
+               . "ec_paramgen_curve:P-256 -nodes -days 1 "
+               . "-subj /CN=t61-kubenova-ca -keyout $dir/kn-ca.key "
+               . "-out $dir/kn-ca.crt $q") == 0
     or BAIL_OUT('openssl could not make the test certificates');
 }
 
+# an Operator identity for a cluster, signed by the "kubenova CA"
+sub identity {
+    my ($cluster, %o) = @_;
+    my $q = "2>>$dir/openssl.log";
+    system("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           . "-subj /CN=$cluster -keyout $dir/$cluster.key "
+           . "-out $dir/$cluster.csr $q") == 0
+    and system("openssl x509 -req -in $dir/$cluster.csr -CA $dir/kn-ca.crt "
+               . "-CAkey $dir/kn-ca.key -CAcreateserial -days 1 "
+               . "-out $dir/$cluster.crt $q") == 0
+    or BAIL_OUT("openssl could not make the identity of $cluster");
+    return { cluster => $cluster, key => "$dir/$cluster.key",
+             cert => "$dir/$cluster.crt",
+             ca => exists $o{ca} ? $o{ca} : "$dir/ca.crt" };
+}
+
 my $srv = KubeNova::GrpcServer->new(tls_cert => "$dir/srv.crt",
-                                    tls_key => "$dir/srv.key");
+                                    tls_key => "$dir/srv.key",
+                                    client_ca => "$dir/kn-ca.crt",
+                                    client_ca_key => "$dir/kn-ca.key");
 ok $srv->port && $srv->tls_port && $srv->h1_port && $srv->h1s_port,
     'the grpcio server listens (h2c, TLS) next to two HTTP/1.1 servers';
 
@@ -58,23 +81,24 @@ $srv->cmd(op => 'mode', heartbeat_interval_ms => 1000,
                 payload => '{}' }]);
 
 my $op = KubeNova::Operator->start(
-    manager_url => 'http://127.0.0.1:' . $srv->port,
-    cluster => 't61-c', secret => $SECRET,
+    manager_url => 'https://localhost:' . $srv->tls_port,
+    identity => identity('t61-c'),
     args => ['--heartbeat', '1s', '--reconnect-min', '200ms',
              '--reconnect-max', '3200ms', '--max-message', '64k']);
 
 # --- the hello, the acks -------------------------------------------------
 
 my $c1 = $srv->event('connect', 10);
-ok $c1, 'the Operator connects to grpcio over h2c' or diag $op->log_text;
+ok $c1, 'the Operator connects to grpcio over mTLS' or diag $op->log_text;
 my $n = $c1 ? $c1->{n} : 0;
 my $hello = $srv->msg($n, 'hello', 5);
 ok $hello, 'its first message is a Hello';
 is_deeply $hello && $hello->{msg},
-    { cluster => 't61-c', cluster_secret => $SECRET,
+    { cluster => 't61-c', cluster_secret => '',
       operator_version => '0.1.0', kubernetes_version => '',
       applied => [] },
-    '... with the cluster, its secret, the versions and nothing applied';
+    '... with the cluster, no secret (retired), the versions and nothing '
+    . 'applied';
 
 my @acks = map { $_->{msg} } grep { $_->{type} eq 'ack' }
            $srv->take_all(sub { $_[0]{ev} eq 'msg' && $_[0]{n} == $n
@@ -206,8 +230,8 @@ is_deeply [$op->sanitizer_reports], [], 'no sanitizer report';
 {
     my $tls = KubeNova::Operator->start(
         manager_url => 'https://localhost:' . $srv->tls_port,
-        cluster => 't61-tls', secret => $SECRET,
-        args => ['--manager-ca', "$dir/ca.crt", '--heartbeat', '1s']);
+        identity => identity('t61-tls'),
+        args => ['--heartbeat', '1s']);
     my $tc = $srv->event('connect', 10);
     ok $tc && $srv->msg($tc->{n}, 'hello', 5),
         'over TLS with --manager-ca: ALPN h2, hello'
@@ -218,7 +242,7 @@ is_deeply [$op->sanitizer_reports], [], 'no sanitizer report';
 
     my $bad = KubeNova::Operator->start(
         manager_url => 'https://localhost:' . $srv->tls_port,
-        cluster => 't61-tls', secret => $SECRET,
+        identity => identity('t61-tls', ca => undef),
         args => ['--reconnect-min', '100ms', '--reconnect-max', '500ms']);
     like $bad->wait_log(qr/stream to the Manager ended/, 10) // '',
         qr/SSL certificate problem/,
@@ -234,6 +258,8 @@ is_deeply [$op->sanitizer_reports], [], 'no sanitizer report';
     $srv->forget(sub { 1 });
     my $h1 = KubeNova::Operator->start(
         manager_url => 'http://127.0.0.1:' . $srv->h1_port,
+        # http:// takes no identity: the retired secret, for the refusal of
+        # an HTTP/1.1 server behind a plain-text URL
         cluster => 't61-h1', secret => $SECRET,
         args => ['--reconnect-min', '200ms', '--reconnect-max', '1s']);
     like $h1->wait_log(qr/stream to the Manager ended/, 10) // '',
@@ -255,8 +281,7 @@ is_deeply [$op->sanitizer_reports], [], 'no sanitizer report';
 
     my $h1s = KubeNova::Operator->start(
         manager_url => 'https://localhost:' . $srv->h1s_port,
-        cluster => 't61-h1s', secret => $SECRET,
-        args => ['--manager-ca', "$dir/ca.crt"]);
+        identity => identity('t61-h1s'));
     like $h1s->wait_log(qr/stream to the Manager ended/, 10) // '',
         qr/the Manager at https:\/\/localhost:\d+ answered over HTTP\/1\.1: the gateway needs HTTP\/2, refusing to continue/,
         'an https:// server that negotiates HTTP/1.1: refused, naming the version';

@@ -53,7 +53,7 @@ my @refused = (
     [['--manager-url', 'http://'], 'no host'],
     [['--manager-url', 'http://m'], 'the cluster name is missing: --cluster or KN_CLUSTER'],
     [['--manager-url', 'http://m', '--cluster', 'Bad_Name'], 'not a DNS label'],
-    [['--manager-url', 'http://m', '--cluster', 'c'], 'the cluster secret file is missing'],
+    [['--manager-url', 'http://m', '--cluster', 'c'], 'no identity: --join-dir with --identity-dir or --identity-secret, or the retired --cluster-secret-file'],
     [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/nope"],
      qq{cannot read the cluster secret file "$dir/nope": No such file or directory}],
     [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/empty"],

@@ -26,11 +26,11 @@ ok $k8s->{kubeconfig} && -x $k8s->{kubectl},
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $gw = KubeNova::Gateway->start(heartbeat => '1s');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '1s');
 
 my $C = 't63-c';
 my $T = 't63-t';
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->create_tenant($T, $C);
 
 sub cluster { $gw->api(GET => "clusters/$C")->{json} || {} }
@@ -46,8 +46,8 @@ sub kget { $k8s->kubectl_json('get', @_) }
 
 sub start_operator {
     return KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $C, secret => $secret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $C, identity => $identity,
         args => ['--heartbeat', '1s', '--reconnect-max', '3s',
                  '--kubeconfig', $k8s->operator_kubeconfig]);
 }

@@ -48,12 +48,12 @@ ok $k8s->{kubeconfig} && -x $k8s->{kubectl},
     'a control plane, with Debian\'s kubectl';
 
 my $key_file = file_of(encode_base64(join('', map { chr int rand 256 } 1 .. 32), ''));
-my $gw = KubeNova::Gateway->start(heartbeat => '1s',
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '1s',
     http_config => "kubenova_secret_key_file $key_file;");
 
 my $C = 't64-c';
 my ($A, $B) = ('t64-a', 't64-b');
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->api_ok(POST => 'tenants', { name => $A, placement => { clusters => [$C] },
                                  quota_overrides => { pods => 3, cpu => '4',
                                                      memory => '8Gi' } });
@@ -90,8 +90,8 @@ sub served {
 sub start_operator {
     my (@more) = @_;
     return KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $C, secret => $secret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $C, identity => $identity,
         args => ['--heartbeat', '1s', '--reconnect-min', '100ms',
                  '--reconnect-max', '1s', '--kubeconfig', $k8s->operator_kubeconfig,
                  @more]);

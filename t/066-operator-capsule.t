@@ -37,10 +37,10 @@ ok -s $kc, 'a control plane; the Operator\'s least-privilege kubeconfig';
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $gw = KubeNova::Gateway->start(heartbeat => '1s');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '1s');
 
 my $C = 't66-c';
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 
 sub sync_state {
     my ($t) = @_;
@@ -54,8 +54,8 @@ sub capsule { kget('tenants.capsule.clastix.io', $_[0]) }
 
 sub start_operator {
     return KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $C, secret => $secret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $C, identity => $identity,
         args => ['--heartbeat', '1s', '--reconnect-max', '3s',
                  '--kubeconfig', $kc],
         env => { KN_LOG_LEVEL => 'debug' });

@@ -113,7 +113,7 @@ ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
     }
 }
 
-my $gw = KubeNova::Gateway->start(heartbeat => '1s');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '1s');
 
 my $C = 't68-c';
 my $T = 't68-t';
@@ -124,14 +124,14 @@ $gw->api_ok(POST => 'plans', { name => 't68-plan', cpu => '4',
                                memory => '8Gi', storage => '20Gi',
                                pods => 10, load_balancers => 1, gpus => 2,
                                price_monthly => 100 });
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->api_ok(POST => 'tenants', { name => $T, plan => 't68-plan',
                                  placement => { clusters => [$C] } });
 
 sub start_operator {
     return KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $C, secret => $secret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $C, identity => $identity,
         args => ['--heartbeat', '1s', '--reconnect-min', '100ms',
                  '--reconnect-max', '1s',
                  '--kubeconfig', $k8s->operator_kubeconfig,

@@ -32,7 +32,7 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $SERIES = 8;      # kubenova_usage_metrics_series
 my $mport = free_port();
 my $gw = KubeNova::Gateway->start(
-    workers => 2, master_process => 1,
+    tls => 1, workers => 2, master_process => 1,
     http_config => join("\n",
         "kubenova_usage_metrics_series $SERIES;",
         'server {',
@@ -48,7 +48,8 @@ my $GiB = 2**30;
 
 # --- fixtures --------------------------------------------------------------
 
-my %secret = map { $_ => $gw->create_cluster($_) } qw(u69-c1 u69-c2);
+# registered through the API: each stream presents its cluster's certificate
+$gw->create_cluster($_) for qw(u69-c1 u69-c2);
 $gw->create_tenant($_) for qw(u69-a u69-b);
 
 sub token_for {
@@ -91,8 +92,7 @@ sub gauge {
 my $op = $gw->operator;
 my %stream = (s1 => 'u69-c1', s2 => 'u69-c2');
 for my $s (sort keys %stream) {
-    $op->open($s, hello => { cluster => $stream{$s},
-                             cluster_secret => $secret{$stream{$s}} });
+    $op->open($s, hello => { cluster => $stream{$s} });
     ok $op->msg($s, 'welcome', 10), "$s: welcome";
 }
 
@@ -320,8 +320,8 @@ for my $bad (qw(2024-13 2024-00 24-01 2024-1 1969-12 2024-02-01 x)) {
 $gw->api_ok(DELETE => 'clusters/u69-c2');
 my $end = $op->end('s2', 10);
 is $end && $end->{code}, 'ABORTED', 'a deleted cluster: its stream ends';
-$secret{'u69-c2'} = $gw->create_cluster('u69-c2');
-$op->open('s2b', hello => { cluster => 'u69-c2', cluster_secret => $secret{'u69-c2'} });
+$gw->create_cluster('u69-c2');
+$op->open('s2b', hello => { cluster => 'u69-c2' });
 ok $op->msg('s2b', 'welcome', 10), 'the cluster created again under its name connects';
 my $june = 1717200000;    # 2024-06-01T00:00:00Z
 ok report('s2b', 1, $june, $june + $H, { tenant => 'u69-a', cpu_request_millicores => 100 }),
@@ -391,7 +391,7 @@ is get(admin => 'tenants/u69-gone/invoice?month=2024-02')->{status}, 200,
     '... and its invoices';
 
 # a window longer than 31 days is refused: the stream ends, nothing stored
-$op->open('s1b', hello => { cluster => 'u69-c1', cluster_secret => $secret{'u69-c1'} });
+$op->open('s1b', hello => { cluster => 'u69-c1' });
 ok $op->msg('s1b', 'welcome', 10), 'c1 again';
 $op->send('s1b', { usage => { sequence => 9, window_start_unix => $T0,
                              window_end_unix => $T0 + 32 * $D,
@@ -401,7 +401,7 @@ is $end && $end->{code}, 'INVALID_ARGUMENT', 'a window of 32 days: INVALID_ARGUM
 like $end && $end->{details}, qr/at most 2678400 seconds/, '... saying why';
 is psql("SELECT count(*) FROM usage_reports WHERE cluster = 'u69-c1' AND sequence = 9"), 0,
     '... nothing stored';
-$op->open('s1c', hello => { cluster => 'u69-c1', cluster_secret => $secret{'u69-c1'} });
+$op->open('s1c', hello => { cluster => 'u69-c1' });
 ok $op->msg('s1c', 'welcome', 10), 'c1 again';
 
 # every page of one row, across tenants: the same rows as one page
@@ -571,7 +571,7 @@ my ($evicted) = $m =~ /^kubenova_tenant_usage_evictions_total (\d+)$/m;
 cmp_ok $series, '<=', $SERIES, "at most $SERIES series so far ($series)";
 my @many = map { { tenant => sprintf('u69-m%02d', $_), pods => $_ } } 1 .. 11;
 push @many, { tenant => 'u69-m12 "q\\', pods => 12 };
-$op->open('s3', hello => { cluster => 'u69-c1', cluster_secret => $secret{'u69-c1'} });
+$op->open('s3', hello => { cluster => 'u69-c1' });
 ok $op->msg('s3', 'welcome', 10), 'c1 again';
 ok report('s3', 20, $T0 + 2 * $D, $T0 + 2 * $D + $H, @many),
     'a report of 12 new tenants';

@@ -37,7 +37,7 @@ ok $k8s->{kubeconfig} && -x $k8s->{kubectl},
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $gw = KubeNova::Gateway->start(heartbeat => '1s');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '1s');
 # a second Manager on the same database, REST API only: how changes are
 # made while the first one (and its gateway) is down
 my $api = KubeNova::Gateway->start(
@@ -47,7 +47,7 @@ my $api = KubeNova::Gateway->start(
 my $C = 't67-c';
 my ($T1, $T2, $T3, $T4, $T5) = map { "t67-t$_" } 1 .. 5;
 my ($MIN, $MAX) = (100, 1600);      # --reconnect-min/--reconnect-max, ms
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->create_tenant($_, $C) for $T1, $T2;
 
 my @ops;                            # every Operator started, for the end
@@ -55,8 +55,8 @@ my @ops;                            # every Operator started, for the end
 sub start_operator {
     my (%env) = @_;
     my $op = KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $C, secret => $secret, env => \%env,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $C, identity => $identity, env => \%env,
         args => ['--heartbeat', '1s', '--reconnect-min', "${MIN}ms",
                  '--reconnect-max', "${MAX}ms",
                  '--kube-qps', '50', '--kube-burst', '100',

@@ -37,18 +37,18 @@ ok $k8s->{kubeconfig} && -x $k8s->{kubectl}, 'a control plane';
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $gw = KubeNova::Gateway->start(heartbeat => '1s');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '1s');
 
 my $C = 't71-c';
 my $T = 't71-t';
 my $APPS = "$T-apps";
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->create_tenant($T, $C);
 
 sub start_operator {
     return KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $C, secret => $secret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $C, identity => $identity,
         args => ['--heartbeat', '1s', '--reconnect-min', '100ms',
                  '--reconnect-max', '1s',
                  '--kubeconfig', $k8s->operator_kubeconfig]);

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "kn_config.h"
+#include "kn_join.h"
 
 
 #define KN_CONFIG_FILE_MAX  (64 * 1024)   /* a configuration file */
@@ -55,10 +56,24 @@ static const kn_config_option_t  kn_config_options[] = {
 
     { "cluster-secret-file", "KN_CLUSTER_SECRET_FILE",
       KN_STR(cluster_secret_file),
-      "file holding the cluster's secret (from POST /api/v1/clusters)" },
+      "retired (streams are bound to the identity's certificate): the "
+      "cluster's secret, for an h2c gateway that still takes one" },
 
     { "manager-ca", "KN_MANAGER_CA", KN_STR(manager_ca),
       "CA certificates (PEM) to verify an https:// Manager with" },
+
+    { "join-dir", "KN_JOIN_DIR", KN_STR(join_dir),
+      "the kubenova-join Secret's files (cluster, join-token, "
+      "register-url, gateway-url, ca.crt); replaces --cluster, "
+      "--manager-url, --manager-ca and --cluster-secret-file" },
+
+    { "identity-dir", "KN_IDENTITY_DIR", KN_STR(identity_dir),
+      "directory keeping the Operator's key and certificate (tls.key, "
+      "tls.crt), out of cluster" },
+
+    { "identity-secret", "KN_IDENTITY_SECRET", KN_STR(identity_secret),
+      "NAMESPACE/NAME of the kubernetes.io/tls Secret keeping the "
+      "Operator's key and certificate, in cluster" },
 
     { "kubeconfig", "KN_KUBECONFIG", KN_STR(kubeconfig),
       "kubeconfig to reach Kubernetes with (default: in-cluster)" },
@@ -163,6 +178,8 @@ static kn_rc kn_config_set(kn_config_t *cfg, const kn_config_option_t *opt,
 static kn_rc kn_config_file(kn_config_t *cfg, const char *path, char *err,
     size_t err_size);
 static kn_rc kn_config_validate(kn_config_t *cfg, char *err,
+    size_t err_size);
+static kn_rc kn_config_identity(kn_config_t *cfg, char *err,
     size_t err_size);
 static kn_rc kn_config_url(const char *name, char *url, char *err,
     size_t err_size);
@@ -575,6 +592,10 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
     size_t       i, len;
     const char  *env;
 
+    if (cfg->join_dir[0] && kn_join_load(cfg, err, err_size) != KN_OK) {
+        return KN_ERROR;
+    }
+
     if (cfg->manager_url[0] == '\0') {
         kn_config_error(err, err_size, "the Manager URL is missing: "
                         "--manager-url or KN_MANAGER_URL");
@@ -608,13 +629,7 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
         }
     }
 
-    if (cfg->cluster_secret_file[0] == '\0') {
-        kn_config_error(err, err_size, "the cluster secret file is missing: "
-                        "--cluster-secret-file or KN_CLUSTER_SECRET_FILE");
-        return KN_ERROR;
-    }
-
-    if (kn_config_read_secret(cfg, err, err_size) != KN_OK) {
+    if (kn_config_identity(cfg, err, err_size) != KN_OK) {
         return KN_ERROR;
     }
 
@@ -702,7 +717,69 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
         cfg->kube_mode = KN_KUBE_NONE;
     }
 
+    if (cfg->identity_secret[0] && cfg->kube_mode == KN_KUBE_NONE) {
+        kn_config_error(err, err_size, "--identity-secret needs Kubernetes "
+                        "(--kubeconfig, or running in a cluster)");
+        return KN_ERROR;
+    }
+
     return KN_OK;
+}
+
+
+/*
+ * How the Operator proves who it is: a client certificate (an identity,
+ * registered with the join directory's token when there is none yet), or
+ * the retired cluster secret while the Manager still takes it.
+ */
+
+static kn_rc
+kn_config_identity(kn_config_t *cfg, char *err, size_t err_size)
+{
+    const char  *slash;
+
+    if (cfg->identity_dir[0] && cfg->identity_secret[0]) {
+        kn_config_error(err, err_size, "--identity-dir and --identity-secret "
+                        "exclude each other");
+        return KN_ERROR;
+    }
+
+    if (cfg->identity_secret[0]) {
+        slash = strchr(cfg->identity_secret, '/');
+
+        if (slash == NULL || slash == cfg->identity_secret
+            || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
+        {
+            kn_config_error(err, err_size, "--identity-secret \"%s\": "
+                            "expected NAMESPACE/NAME", cfg->identity_secret);
+            return KN_ERROR;
+        }
+    }
+
+    if (cfg->identity_dir[0] || cfg->identity_secret[0]) {
+        if (strncmp(cfg->manager_url, "https://", 8) != 0) {
+            kn_config_error(err, err_size, "an identity (client certificate) "
+                            "needs an https:// Manager URL");
+            return KN_ERROR;
+        }
+
+        return KN_OK;
+    }
+
+    if (cfg->join_dir[0]) {
+        kn_config_error(err, err_size, "--join-dir needs a place to keep the "
+                        "identity: --identity-dir or --identity-secret");
+        return KN_ERROR;
+    }
+
+    if (cfg->cluster_secret_file[0] == '\0') {
+        kn_config_error(err, err_size, "no identity: --join-dir with "
+                        "--identity-dir or --identity-secret, or the "
+                        "retired --cluster-secret-file");
+        return KN_ERROR;
+    }
+
+    return kn_config_read_secret(cfg, err, err_size);
 }
 
 

@@ -39,6 +39,12 @@ typedef struct {
     char            cluster_secret[KN_CONFIG_SECRET_MAX];
     char            manager_ca[PATH_MAX];
 
+    /* registration and the mTLS identity (kn_join, kn_register) */
+    char            join_dir[PATH_MAX];
+    char            register_url[KN_CONFIG_URL_MAX];    /* from join_dir */
+    char            identity_dir[PATH_MAX];
+    char            identity_secret[KN_CONFIG_NAME_MAX * 2 + 1];  /* NS/NAME */
+
     kn_kube_mode_e  kube_mode;
     char            kubeconfig[PATH_MAX];
     char            service_account_dir[PATH_MAX];

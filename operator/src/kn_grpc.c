@@ -79,6 +79,12 @@ struct kn_grpc_s {
     int                        tls;
     char                       kubernetes_version[KN_GRPC_VERSION_MAX];
 
+    /* the client certificate (mTLS), or NULL */
+    char                      *cert_pem;
+    size_t                     cert_len;
+    char                      *key_pem;
+    size_t                     key_len;
+
     kn_grpc_state_e            state;
     unsigned                   attempt;
     uint64_t                   started_at;        /* this stream */
@@ -128,6 +134,8 @@ struct kn_grpc_s {
 
 
 static kn_rc kn_grpc_connect(kn_grpc_t *g);
+static void kn_grpc_client_cert(kn_grpc_t *g, CURL *easy);
+static void kn_grpc_forget_identity(kn_grpc_t *g);
 static kn_rc kn_grpc_queue_hello(kn_grpc_t *g);
 static kn_rc kn_grpc_enqueue(kn_grpc_t *g,
     const Kubenova__V1__OperatorMessage *m, const char *what);
@@ -235,6 +243,7 @@ kn_grpc_destroy(kn_grpc_t *g)
 
     kn_grpc_release(g);
     kn_timer_cancel(g->loop, &g->reconnect);
+    kn_grpc_forget_identity(g);
 
     free(g->queue);
     free(g->url);
@@ -391,6 +400,10 @@ kn_grpc_connect(kn_grpc_t *g)
         curl_easy_setopt(easy, CURLOPT_CAINFO, g->conf.ca_file);
     }
 
+    if (g->tls && g->cert_pem) {
+        kn_grpc_client_cert(g, easy);
+    }
+
     if (kn_log_enabled(g->log, KN_LOG_DEBUG)) {
         curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, kn_grpc_debug_cb);
         curl_easy_setopt(easy, CURLOPT_DEBUGDATA, g);
@@ -425,6 +438,71 @@ failed:
 }
 
 
+/* libcurl copies the blobs: a renewal may replace ours at any time */
+
+static void
+kn_grpc_client_cert(kn_grpc_t *g, CURL *easy)
+{
+    struct curl_blob  blob;
+
+    blob.data = g->cert_pem;
+    blob.len = g->cert_len;
+    blob.flags = CURL_BLOB_COPY;
+    curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
+    curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+
+    blob.data = g->key_pem;
+    blob.len = g->key_len;
+    blob.flags = CURL_BLOB_COPY;
+    curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
+    curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
+}
+
+
+kn_rc
+kn_grpc_set_identity(kn_grpc_t *g, const char *cert_pem, size_t cert_len,
+    const char *key_pem, size_t key_len)
+{
+    char  *cert, *key;
+
+    cert = malloc(cert_len);
+    key = malloc(key_len);
+
+    if (cert == NULL || key == NULL) {
+        free(cert);
+        free(key);
+        kn_log(g->log, KN_LOG_ERROR, "grpc: out of memory");
+        return KN_ERROR;
+    }
+
+    memcpy(cert, cert_pem, cert_len);
+    memcpy(key, key_pem, key_len);
+
+    kn_grpc_forget_identity(g);
+
+    g->cert_pem = cert;
+    g->cert_len = cert_len;
+    g->key_pem = key;
+    g->key_len = key_len;
+
+    return KN_OK;
+}
+
+
+static void
+kn_grpc_forget_identity(kn_grpc_t *g)
+{
+    if (g->key_pem != NULL) {
+        explicit_bzero(g->key_pem, g->key_len);
+    }
+
+    free(g->key_pem);
+    free(g->cert_pem);
+    g->key_pem = NULL;
+    g->cert_pem = NULL;
+}
+
+
 static kn_rc
 kn_grpc_queue_hello(kn_grpc_t *g)
 {
@@ -453,7 +531,8 @@ kn_grpc_queue_hello(kn_grpc_t *g)
     }
 
     h.cluster = (char *) g->conf.cluster;
-    h.cluster_secret = (char *) g->handlers->secret(g->data);
+    h.cluster_secret = (char *) (g->handlers->secret
+                                 ? g->handlers->secret(g->data) : "");
     h.operator_version = (char *) g->conf.operator_version;
     h.kubernetes_version = g->kubernetes_version;
     h.n_applied = hello.n;
@@ -1041,6 +1120,12 @@ kn_grpc_message(kn_grpc_t *g, const uint8_t *data, size_t len)
         }
         break;
 
+    case KUBENOVA__V1__MANAGER_MESSAGE__BODY_CERTIFICATE:
+        if (g->handlers->certificate) {
+            g->handlers->certificate(g->data, m->certificate);
+        }
+        break;
+
     case KUBENOVA__V1__MANAGER_MESSAGE__BODY_KUBECONFIG_ACK:
         if (g->handlers->kubeconfig_ack) {
             g->handlers->kubeconfig_ack(g->data, m->kubeconfig_ack->tenant,
@@ -1175,6 +1260,12 @@ kn_grpc_ended(kn_grpc_t *g, CURLcode result)
 
     if (was_live && g->handlers->disconnected) {
         g->handlers->disconnected(g->data, reason);
+    }
+
+    if (!was_live && g->grpc_status == KN_GRPC_UNAUTHENTICATED
+        && g->handlers->unauthenticated)
+    {
+        g->handlers->unauthenticated(g->data);
     }
 
     stable = was_live && lived >= KN_GRPC_STABLE_MS;
@@ -1515,6 +1606,28 @@ kn_grpc_send_tunnel(kn_grpc_t *g, const Kubenova__V1__OperatorMessage *m)
     }
 
     return kn_grpc_enqueue(g, m, "tunnel message");
+}
+
+
+kn_rc
+kn_grpc_send_certificate_request(kn_grpc_t *g, const char *csr_pem,
+    size_t len)
+{
+    Kubenova__V1__CertificateRequest  cr =
+                                        KUBENOVA__V1__CERTIFICATE_REQUEST__INIT;
+    Kubenova__V1__OperatorMessage     m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
+
+    if (!kn_grpc_live(g)) {
+        return KN_DECLINED;
+    }
+
+    cr.csr_pem.data = (uint8_t *) csr_pem;
+    cr.csr_pem.len = len;
+
+    m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_CERTIFICATE_REQUEST;
+    m.certificate_request = &cr;
+
+    return kn_grpc_enqueue(g, &m, "certificate request");
 }
 
 

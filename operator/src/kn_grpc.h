@@ -81,6 +81,13 @@ typedef struct {
      * called from inside libcurl: set state and timers only.
      */
     void   (*tunnel)(void *data, const Kubenova__V1__ManagerMessage *m);
+    /* the answer to kn_grpc_send_certificate_request() (may be NULL) */
+    void   (*certificate)(void *data,
+               const Kubenova__V1__CertificateIssued *issued);
+
+    /* a stream refused with UNAUTHENTICATED before its Welcome (may be
+     * NULL): the Manager does not take this identity (any more) */
+    void   (*unauthenticated)(void *data);
 } kn_grpc_handlers_t;
 
 
@@ -118,6 +125,13 @@ kn_rc kn_grpc_stop(kn_grpc_t *grpc);
 /* told by the Kubernetes side; goes in the next hello */
 kn_rc kn_grpc_set_kubernetes_version(kn_grpc_t *grpc, const char *version);
 
+/*
+ * The client certificate and key (PEM) of the next connections: mTLS with
+ * an https:// Manager.  Copied; the stream up now keeps the one it has.
+ */
+kn_rc kn_grpc_set_identity(kn_grpc_t *grpc, const char *cert_pem,
+    size_t cert_len, const char *key_pem, size_t key_len);
+
 /* welcomed by the Manager and not dropped since */
 int kn_grpc_live(kn_grpc_t *grpc);
 
@@ -147,6 +161,9 @@ kn_rc kn_grpc_send_kubeconfig(kn_grpc_t *grpc, const char *tenant,
  */
 kn_rc kn_grpc_send_tunnel(kn_grpc_t *grpc,
     const Kubenova__V1__OperatorMessage *m);
+/* a CSR for renewing the identity; the answer goes to handlers->certificate */
+kn_rc kn_grpc_send_certificate_request(kn_grpc_t *grpc, const char *csr_pem,
+    size_t len);
 
 const char *kn_grpc_status_name(int status);
 

@@ -23,6 +23,7 @@
 #include "kn_kubeconfig.h"
 #include "kn_log.h"
 #include "kn_loop.h"
+#include "kn_register.h"
 #include "kn_spool.h"
 #include "kn_tenant.h"
 #include "kn_tunnel.h"
@@ -52,7 +53,11 @@ typedef struct {
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
     kn_usage_t    *usage;
+    kn_register_t *reg;             /* NULL: the retired cluster secret */
     unsigned       stopping:1;
+    unsigned       prepared:1;      /* Kubernetes is ready (or absent) */
+    unsigned       identified:1;    /* the identity is ready (or none) */
+    unsigned       connecting:1;    /* the stream was started */
 } kn_ctx_t;
 
 
@@ -89,6 +94,13 @@ static kn_rc kn_main_send_components(void *data,
     const Kubenova__V1__ComponentStatus *status);
 static void kn_main_components_ready(void *data);
 static int kn_main_run(kn_ctx_t *ctx);
+static kn_rc kn_main_register(kn_ctx_t *ctx);
+static void kn_main_identity(void *data, const kn_identity_t *id);
+static kn_rc kn_main_send_csr(void *data, const char *csr, size_t len);
+static void kn_main_certificate(void *data,
+    const Kubenova__V1__CertificateIssued *issued);
+static void kn_main_unauthenticated(void *data);
+static void kn_main_connect(kn_ctx_t *ctx);
 
 
 static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
@@ -102,7 +114,9 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_kubeconfig_ack,
     kn_main_disconnected,
     kn_main_stopped,
-    kn_main_tunnel
+    kn_main_tunnel,
+    kn_main_certificate,
+    kn_main_unauthenticated
 };
 
 
@@ -140,6 +154,7 @@ main(int argc, char **argv)
 
     kn_grpc_destroy(ctx.grpc);
     kn_tunnel_destroy(ctx.tunnel);
+    kn_register_destroy(ctx.reg);
     kn_drift_destroy(ctx.drift);
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
@@ -241,9 +256,15 @@ kn_main_run(kn_ctx_t *ctx)
         }
 
     } else {
-        /* a failed first attempt is retried like any other */
-        (void) kn_grpc_start(ctx->grpc);
+        ctx->prepared = 1;
     }
+
+    /* ... and once the Operator has its identity */
+    if (kn_main_register(ctx) != KN_OK) {
+        return 1;
+    }
+
+    kn_main_connect(ctx);
 
     rc = kn_loop_run(ctx->loop);
     if (rc != KN_OK) {
@@ -480,7 +501,119 @@ kn_main_components_ready(void *data)
         return;
     }
 
+    ctx->prepared = 1;
+    kn_main_connect(ctx);
+}
+
+
+/* the stream: started once, when both the cluster and the identity are */
+
+static void
+kn_main_connect(kn_ctx_t *ctx)
+{
+    if (ctx->stopping || ctx->connecting || !ctx->prepared
+        || !ctx->identified)
+    {
+        return;
+    }
+
+    ctx->connecting = 1;
+
+    /* a failed first attempt is retried like any other */
     (void) kn_grpc_start(ctx->grpc);
+}
+
+
+/* the identity (kn_register): mTLS with a registered certificate */
+
+static kn_rc
+kn_main_register(kn_ctx_t *ctx)
+{
+    char                *slash;
+    kn_config_t         *cfg = &ctx->config;
+    kn_register_conf_t   rc;
+
+    if (cfg->identity_dir[0] == '\0' && cfg->identity_secret[0] == '\0') {
+        ctx->identified = 1;
+        return KN_OK;
+    }
+
+    memset(&rc, 0, sizeof(rc));
+    rc.cluster = cfg->cluster;
+
+    if (cfg->join_dir[0]) {
+        rc.join_dir = cfg->join_dir;
+        rc.register_url = cfg->register_url;
+        rc.ca_file = cfg->manager_ca;
+    }
+
+    if (cfg->identity_dir[0]) {
+        rc.identity_dir = cfg->identity_dir;
+
+    } else {
+        /* NS/NAME, checked by kn_config: split in place */
+        slash = strchr(cfg->identity_secret, '/');
+        *slash = '\0';
+        rc.kube = ctx->kube;
+        rc.secret_namespace = cfg->identity_secret;
+        rc.secret_name = slash + 1;
+    }
+
+    if (kn_register_create(ctx->loop, &ctx->log, &rc, kn_main_identity,
+                           kn_main_send_csr, ctx, &ctx->reg)
+        != KN_OK)
+    {
+        return KN_ERROR;
+    }
+
+    return kn_register_start(ctx->reg);
+}
+
+
+static void
+kn_main_identity(void *data, const kn_identity_t *id)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (kn_grpc_set_identity(ctx->grpc, id->cert_pem, id->cert_pem_len,
+                             id->key_pem, id->key_pem_len) != KN_OK)
+    {
+        return;
+    }
+
+    ctx->identified = 1;
+    kn_main_connect(ctx);
+}
+
+
+static kn_rc
+kn_main_send_csr(void *data, const char *csr, size_t len)
+{
+    kn_ctx_t  *ctx = data;
+
+    return kn_grpc_send_certificate_request(ctx->grpc, csr, len);
+}
+
+
+static void
+kn_main_certificate(void *data, const Kubenova__V1__CertificateIssued *issued)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->reg != NULL) {
+        kn_register_issued(ctx->reg, issued);
+    }
+}
+
+
+static void
+kn_main_unauthenticated(void *data)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->reg != NULL) {
+        kn_register_refused(ctx->reg);
+    }
 }
 
 
@@ -526,6 +659,11 @@ kn_main_secret(void *data)
 {
     kn_ctx_t  *ctx = data;
     char       err[KN_MAIN_ERROR_MAX];
+
+    /* retired: the stream is bound to the client certificate */
+    if (ctx->config.cluster_secret_file[0] == '\0') {
+        return "";
+    }
 
     if (kn_config_read_secret(&ctx->config, err, sizeof(err)) != KN_OK) {
         kn_log(&ctx->log, KN_LOG_WARN, "%s; the hello presents the secret "
@@ -582,6 +720,10 @@ kn_main_welcome(void *data, const Kubenova__V1__Welcome *w)
     kn_ctx_t  *ctx = data;
 
     (void) w;
+
+    if (ctx->reg != NULL) {
+        kn_register_welcomed(ctx->reg);
+    }
 
     if (ctx->spool != NULL) {
         kn_spool_connected(ctx->spool);

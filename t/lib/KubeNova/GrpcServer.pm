@@ -6,6 +6,8 @@ package KubeNova::GrpcServer;
 # JSON event per line (see the script for both).
 #
 #   my $s = KubeNova::GrpcServer->new(tls_cert => $crt, tls_key => $key);
+#   (with client_ca => $ca, client_ca_key => $cakey: mTLS on tls_port and
+#   the registration endpoint on reg_port)
 #   $s->port, $s->tls_port, $s->h1_port, $s->h1s_port
 #   $s->cmd(op => 'mode', send_heartbeats => JSON::PP::false);
 #   my $ev = $s->take(sub { $_[0]{ev} eq 'connect' }, 10);   # or undef
@@ -38,6 +40,8 @@ sub new {
                 '--proto', "$Repo/proto/kubenova.proto");
     push @args, '--tls-cert', $o{tls_cert}, '--tls-key', $o{tls_key}
         if $o{tls_cert};
+    push @args, '--client-ca', $o{client_ca}, '--client-ca-key',
+        $o{client_ca_key} if $o{client_ca};
     my ($out, $in);
     # grpc core's own log (failed TLS handshakes the tests cause) is noise
     local $ENV{GRPC_VERBOSITY} = 'NONE';
@@ -54,6 +58,7 @@ sub port     { $_[0]{ready}{port} }
 sub tls_port { $_[0]{ready}{tls_port} }
 sub h1_port  { $_[0]{ready}{h1_port} }
 sub h1s_port { $_[0]{ready}{h1s_port} }
+sub reg_port { $_[0]{ready}{reg_port} }
 
 sub cmd {
     my ($self, %c) = @_;

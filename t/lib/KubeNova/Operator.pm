@@ -8,6 +8,12 @@ package KubeNova::Operator;
 #   my $op = KubeNova::Operator->start(
 #       manager_url => 'http://127.0.0.1:PORT', cluster => 'c',
 #       secret => $secret,                   # written to a file for it
+#                                            # (retired), or
+#       identity => $gw->create_cluster('c'),   # a Gateway with tls => 1:
+#                                            # an identity registered through
+#                                            # the API, written to an
+#                                            # --identity-dir; manager_url
+#                                            # 'https://localhost:PORT'
 #       args => ['--heartbeat', '1s'],       # more flags
 #       env => { KN_LOG_LEVEL => 'debug' });
 #   my $line = $op->wait_log(qr/connected to the Manager/, 10, $offset);
@@ -24,7 +30,7 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
-use Fcntl qw(:flock);
+use Fcntl qw(:flock O_WRONLY O_CREAT O_TRUNC);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use File::Spec;
@@ -69,6 +75,8 @@ sub start {
 
     push @args, '--manager-url', $o{manager_url} if defined $o{manager_url};
     push @args, '--cluster', $o{cluster} if defined $o{cluster};
+    push @args, identity_args($o{identity}, "$dir/identity",
+                              defined $o{cluster}) if $o{identity};
     if (defined $o{secret}) {
         open my $fh, '>', "$dir/secret" or croak "secret: $!";
         print {$fh} "$o{secret}\n";
@@ -99,6 +107,29 @@ sub start {
 
     return bless { pid => $pid, log => $log, dir => $dir,
                    args => \@args }, $class;
+}
+
+# --identity-dir DIR holding a registered identity (KubeNova::Gateway's
+# register_cluster: key and cert files), the CA that verifies the gateway,
+# and the cluster's name unless given
+sub identity_args {
+    my ($id, $dir, $have_cluster) = @_;
+    make_path($dir);
+    chmod 0700, $dir;
+    for (['tls.key', $id->{key}], ['tls.crt', $id->{cert}]) {
+        my ($name, $from) = @$_;
+        open my $in, '<', $from or croak "$from: $!";
+        local $/;
+        my $pem = <$in>;
+        close $in;
+        sysopen my $out, "$dir/$name", O_WRONLY | O_CREAT | O_TRUNC, 0600
+            or croak "$dir/$name: $!";
+        print {$out} $pem;
+        close $out;
+    }
+    return ('--identity-dir', $dir,
+            (defined $id->{ca} ? ('--manager-ca', $id->{ca}) : ()),
+            ($have_cluster ? () : ('--cluster', $id->{cluster})));
 }
 
 sub pid  { $_[0]{pid} }
