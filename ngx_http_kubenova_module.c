@@ -19,6 +19,7 @@
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
+#include "ngx_kubenova_kube_proxy.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -53,6 +54,10 @@ static ngx_int_t ngx_http_kubenova_log_handler(ngx_http_request_t *r);
 
 static ngx_conf_num_bounds_t  ngx_http_kubenova_usage_series_bounds = {
     ngx_conf_check_num_bounds, 0, 1000000
+};
+
+static ngx_conf_num_bounds_t  ngx_http_kubenova_kube_proxy_max_bounds = {
+    ngx_conf_check_num_bounds, 1, 65536
 };
 
 
@@ -165,6 +170,46 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_loc_conf_t, grpc_heartbeat),
       NULL },
 
+    /* the tenant-scoped Kubernetes API proxy: /k8s/clusters/{cluster}/... */
+    { ngx_string("kubenova_kube_proxy"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_kubenova_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_KUBENOVA_HANDLER_KUBE_PROXY,
+      NULL },
+
+    /* the cluster's first byte of an answer: 504 past it */
+    { ngx_string("kubenova_kube_proxy_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_timeout),
+      NULL },
+
+    /* response bytes a request may have in flight (its memory bound) */
+    { ngx_string("kubenova_kube_proxy_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_window),
+      NULL },
+
+    /* requests in flight per cluster stream: 503 past it */
+    { ngx_string("kubenova_kube_proxy_max_requests"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_max_requests),
+      &ngx_http_kubenova_kube_proxy_max_bounds },
+
+    /* the proxy's URL in proxy kubeconfigs (default: from the Host header) */
+    { ngx_string("kubenova_kube_proxy_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, kube_proxy_url),
+      NULL },
+
       ngx_null_command
 };
 
@@ -205,7 +250,8 @@ static ngx_http_handler_pt  ngx_http_kubenova_content_handlers[] = {
     ngx_kubenova_healthz_handler,          /* NGX_KUBENOVA_HANDLER_HEALTHZ */
     ngx_kubenova_readyz_handler,           /* NGX_KUBENOVA_HANDLER_READYZ */
     ngx_kubenova_metrics_handler,          /* NGX_KUBENOVA_HANDLER_METRICS */
-    ngx_kubenova_gateway_handler           /* NGX_KUBENOVA_HANDLER_GATEWAY */
+    ngx_kubenova_gateway_handler,          /* NGX_KUBENOVA_HANDLER_GATEWAY */
+    ngx_kubenova_kube_proxy_handler        /* NGX_KUBENOVA_HANDLER_KUBE_PROXY */
 };
 
 
@@ -252,6 +298,9 @@ ngx_http_kubenova_create_loc_conf(ngx_conf_t *cf)
     klcf->api_max_body = NGX_CONF_UNSET;
     klcf->grpc_max_message = NGX_CONF_UNSET_SIZE;
     klcf->grpc_heartbeat = NGX_CONF_UNSET_MSEC;
+    klcf->kube_proxy_timeout = NGX_CONF_UNSET_MSEC;
+    klcf->kube_proxy_window = NGX_CONF_UNSET_SIZE;
+    klcf->kube_proxy_max_requests = NGX_CONF_UNSET_UINT;
 
     return klcf;
 }
@@ -270,6 +319,21 @@ ngx_http_kubenova_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               4 * 1024 * 1024);
     ngx_conf_merge_msec_value(conf->grpc_heartbeat, prev->grpc_heartbeat,
                               10000);
+    ngx_conf_merge_msec_value(conf->kube_proxy_timeout,
+                              prev->kube_proxy_timeout, 30000);
+    ngx_conf_merge_size_value(conf->kube_proxy_window,
+                              prev->kube_proxy_window, 256 * 1024);
+    ngx_conf_merge_uint_value(conf->kube_proxy_max_requests,
+                              prev->kube_proxy_max_requests, 256);
+
+    if (conf->kube_proxy_window < 4096
+        || conf->kube_proxy_window > 16 * 1024 * 1024)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kubenova_kube_proxy_window must be between 4k "
+                           "and 16m");
+        return NGX_CONF_ERROR;
+    }
 
     /* a handler belongs to its own location only: it is never inherited */
 
@@ -311,6 +375,15 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_http_kubenova_log_handler;
+
+    /* the kube proxy knows its tenant before limit_req asks */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_kubenova_kube_proxy_auth_phase;
 
     return NGX_OK;
 }

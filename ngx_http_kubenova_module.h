@@ -31,6 +31,8 @@ typedef struct {
 
     ngx_flag_t                gateway_enabled;
 
+    ngx_str_t                 kube_proxy_url; /* kubenova_kube_proxy_url */
+
     ngx_int_t                 usage_series;  /* kubenova_usage_metrics_series */
     ngx_shm_zone_t           *usage_zone;    /* NULL: no usage gauges */
 
@@ -46,6 +48,9 @@ typedef struct {
     off_t                     api_max_body;
     size_t                    grpc_max_message;
     ngx_msec_t                grpc_heartbeat;
+    ngx_msec_t                kube_proxy_timeout;
+    size_t                    kube_proxy_window;
+    ngx_uint_t                kube_proxy_max_requests;
 } ngx_http_kubenova_loc_conf_t;
 
 
@@ -57,6 +62,7 @@ typedef struct {
     ngx_str_t                 tenant;        /* $kubenova_tenant, after auth */
     void                     *api;           /* ngx_kubenova_api.c's state */
     void                     *grpc;          /* ngx_kubenova_grpc.c's state */
+    void                     *kube_proxy;    /* ngx_kubenova_kube_proxy.c's */
     unsigned                  has_token:1;
     unsigned                  bad_token:1;   /* malformed Authorization */
     unsigned                  bootstrap_admin:1;
