@@ -138,6 +138,17 @@ static const kn_config_option_t  kn_config_options[] = {
       "API server URL written in the tenants' kubeconfigs (default: the "
       "one the Operator uses)" },
 
+    { "max-tunnel-requests", "KN_MAX_TUNNEL_REQUESTS", KN_OPT_SIZE,
+      offsetof(kn_config_t, max_tunnel_requests), 0, 1, 10000,
+      "kube proxy requests run at once for the tenants; past it they are "
+      "answered 503 (default 64)" },
+
+    { "tunnel-max-buffer", "KN_TUNNEL_MAX_BUFFER", KN_OPT_SIZE,
+      offsetof(kn_config_t, tunnel_max_buffer), 0, 64 * 1024,
+      1024 * 1024 * 1024,
+      "largest kube proxy response held whole to be filtered (pods of all "
+      "namespaces) (default 32m)" },
+
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
       "error, warn, info or debug (default info)" },
@@ -176,6 +187,8 @@ kn_config_defaults(kn_config_t *cfg)
     cfg->usage_window_ms = 3600 * 1000;
     cfg->usage_spool_max = 10000;
     cfg->tenant_token_ttl_ms = 3600 * 1000;
+    cfg->max_tunnel_requests = 64;
+    cfg->tunnel_max_buffer = 32 * 1024 * 1024;
     cfg->log_level = KN_LOG_INFO;
 
     strcpy(cfg->service_account_dir,

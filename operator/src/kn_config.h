@@ -63,6 +63,10 @@ typedef struct {
     uint64_t        tenant_token_renew_before_ms;   /* 0: a fifth of it */
     char            tenant_kubeconfig_server[KN_CONFIG_URL_MAX];
 
+    /* the kube proxy tunnel (kn_tunnel) */
+    size_t          max_tunnel_requests;
+    size_t          tunnel_max_buffer;
+
     kn_log_level_e  log_level;
 } kn_config_t;
 

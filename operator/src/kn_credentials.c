@@ -38,6 +38,8 @@ typedef struct {
     uint64_t           retry_ms;        /* after the next failure */
     char              *kubeconfig;      /* the newest, until acked */
     size_t             len;
+    char              *token;           /* the newest, for the kube proxy
+                                           tunnel (kn_tunnel) */
     unsigned           unacked;         /* sent on this stream, not acked */
     unsigned           scheduled:1;     /* due is set */
     unsigned           queued:1;        /* the newest is sent on this
@@ -91,6 +93,8 @@ static kn_rc kn_cred_send(kn_cred_t *cr);
 static void kn_cred_send_pending(kn_credentials_t *c);
 static void kn_cred_resend(kn_timer_t *timer);
 static void kn_cred_forget(kn_cred_t *cr);
+static kn_rc kn_cred_keep_token(kn_cred_t *cr, const char *token);
+static void kn_cred_wipe_token(kn_cred_t *cr);
 static char *kn_cred_kubeconfig(kn_credentials_t *c, const char *tenant,
     const char *role, const char *token, size_t *len);
 static char *kn_cred_quote(const char *s);
@@ -300,6 +304,7 @@ kn_cred_tenant_free(kn_cred_tenant_t *t)
     for (i = 0; i < KN_CRED_ROLES; i++) {
         kn_kube_cancel(t->roles[i].req);
         kn_cred_forget(&t->roles[i]);
+        kn_cred_wipe_token(&t->roles[i]);
     }
 
     free(t);
@@ -446,7 +451,11 @@ kn_cred_token_done(const kn_kube_result_t *res, void *data)
     }
 
     kc = kn_cred_kubeconfig(c, cr->tenant->name, cr->role, token, &len);
-    if (kc == NULL) {
+    if (kc == NULL || kn_cred_keep_token(cr, token) != KN_OK) {
+        if (kc != NULL) {
+            explicit_bzero(kc, len);
+            free(kc);
+        }
         kn_cred_failed(cr, "out of memory for the kubeconfig");
         return;
     }
@@ -632,6 +641,55 @@ kn_credentials_acked(kn_credentials_t *c, const char *tenant,
         kn_log(c->log, KN_LOG_DEBUG, "credentials: the Manager has the %s "
                "kubeconfig of tenant \"%s\"", role, tenant);
         kn_cred_forget(cr);
+    }
+}
+
+
+/* the token of the tenant's role, for the kube proxy tunnel */
+
+const char *
+kn_credentials_token(kn_credentials_t *c, const char *tenant,
+    const char *role)
+{
+    size_t             r;
+    kn_cred_tenant_t  *t;
+
+    t = *kn_cred_slot(c, tenant);
+
+    for (r = 0; t != NULL && r < KN_CRED_ROLES; r++) {
+        if (strcmp(kn_cred_roles[r], role) == 0) {
+            return t->roles[r].token;
+        }
+    }
+
+    return NULL;
+}
+
+
+static kn_rc
+kn_cred_keep_token(kn_cred_t *cr, const char *token)
+{
+    char  *copy;
+
+    copy = strdup(token);
+    if (copy == NULL) {
+        return KN_ERROR;
+    }
+
+    kn_cred_wipe_token(cr);
+    cr->token = copy;
+
+    return KN_OK;
+}
+
+
+static void
+kn_cred_wipe_token(kn_cred_t *cr)
+{
+    if (cr->token != NULL) {
+        explicit_bzero(cr->token, strlen(cr->token));
+        free(cr->token);
+        cr->token = NULL;
     }
 }
 

@@ -63,5 +63,13 @@ void kn_credentials_connected(kn_credentials_t *creds);
 void kn_credentials_acked(kn_credentials_t *creds, const char *tenant,
     const char *role);
 
+/*
+ * The newest token of the tenant's role ("owner", "readonly") for the
+ * kube proxy tunnel, kept in memory only, renewed with the kubeconfigs;
+ * NULL when none is issued (yet).  Valid until the loop runs again.
+ */
+const char *kn_credentials_token(kn_credentials_t *creds, const char *tenant,
+    const char *role);
+
 
 #endif /* KN_CREDENTIALS_H */

@@ -1048,6 +1048,15 @@ kn_grpc_message(kn_grpc_t *g, const uint8_t *data, size_t len)
         }
         break;
 
+    case KUBENOVA__V1__MANAGER_MESSAGE__BODY_TUNNEL_REQUEST:
+    case KUBENOVA__V1__MANAGER_MESSAGE__BODY_TUNNEL_DATA:
+    case KUBENOVA__V1__MANAGER_MESSAGE__BODY_TUNNEL_WINDOW:
+    case KUBENOVA__V1__MANAGER_MESSAGE__BODY_TUNNEL_CANCEL:
+        if (g->handlers->tunnel) {
+            g->handlers->tunnel(g->data, m);
+        }
+        break;
+
     default:
         /* a newer Manager: the protocol grows by adding messages */
         kn_log(g->log, KN_LOG_DEBUG, "grpc: skipping a message of type %d",
@@ -1464,6 +1473,17 @@ kn_grpc_send_kubeconfig(kn_grpc_t *g, const char *tenant, const char *role,
     m.kubeconfig = &kc;
 
     return kn_grpc_enqueue(g, &m, "kubeconfig");
+}
+
+
+kn_rc
+kn_grpc_send_tunnel(kn_grpc_t *g, const Kubenova__V1__OperatorMessage *m)
+{
+    if (!kn_grpc_live(g)) {
+        return KN_DECLINED;
+    }
+
+    return kn_grpc_enqueue(g, m, "tunnel message");
 }
 
 

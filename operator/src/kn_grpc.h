@@ -75,6 +75,12 @@ typedef struct {
 
     /* after kn_grpc_stop() answered KN_AGAIN: the stream is closed */
     void   (*stopped)(void *data);
+
+    /*
+     * TunnelRequest, TunnelData, TunnelWindow, TunnelCancel (kn_tunnel);
+     * called from inside libcurl: set state and timers only.
+     */
+    void   (*tunnel)(void *data, const Kubenova__V1__ManagerMessage *m);
 } kn_grpc_handlers_t;
 
 
@@ -132,6 +138,10 @@ kn_rc kn_grpc_send_app_status(kn_grpc_t *grpc,
     const Kubenova__V1__ApplicationStatus *status);
 kn_rc kn_grpc_send_kubeconfig(kn_grpc_t *grpc, const char *tenant,
     const char *role, const uint8_t *kubeconfig, size_t len);
+
+/* TunnelResponse, TunnelData, TunnelWindow or TunnelCancel in m */
+kn_rc kn_grpc_send_tunnel(kn_grpc_t *grpc,
+    const Kubenova__V1__OperatorMessage *m);
 
 const char *kn_grpc_status_name(int status);
 

@@ -337,6 +337,53 @@ kn_kube_namespace(kn_kube_t *kube)
 
 
 void
+kn_kube_easy_tls(kn_kube_t *kube, CURL *easy, int client_cert)
+{
+    struct curl_blob  blob;
+
+    if (kube->ca_pem != NULL) {
+        blob.data = kube->ca_pem;
+        blob.len = kube->ca_pem_len;
+        blob.flags = CURL_BLOB_NOCOPY;
+        curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+    }
+
+    if (kube->insecure) {
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+
+    if (client_cert && kube->cert_pem != NULL) {
+        blob.data = kube->cert_pem;
+        blob.len = kube->cert_pem_len;
+        blob.flags = CURL_BLOB_NOCOPY;
+        curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
+        curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+        blob.data = kube->key_pem;
+        blob.len = kube->key_pem_len;
+        curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
+        curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+}
+
+
+const char *
+kn_kube_server(kn_kube_t *kube)
+{
+    return kube->server;
+}
+
+
+const char *
+kn_kube_operator_token(kn_kube_t *kube, char *err, size_t err_size)
+{
+    err[0] = '\0';
+
+    return kn_kube_bearer(kube, 0, err, err_size);
+}
+
+
+void
 kn_kube_get_stats(kn_kube_t *kube, kn_kube_stats_t *stats)
 {
     *stats = kube->stats;
@@ -998,7 +1045,6 @@ kn_kube_start(kn_kube_req_t *req)
     size_t             n;
     kn_kube_t         *kube = req->kube;
     const char        *token;
-    struct curl_blob   blob;
     char               header[256];
 
     curl_slist_free_all(req->headers);
@@ -1051,29 +1097,7 @@ kn_kube_start(kn_kube_req_t *req)
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
     req->curl_error[0] = '\0';
 
-    if (kube->ca_pem != NULL) {
-        blob.data = kube->ca_pem;
-        blob.len = kube->ca_pem_len;
-        blob.flags = CURL_BLOB_NOCOPY;
-        curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
-    }
-
-    if (kube->insecure) {
-        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-
-    if (kube->cert_pem != NULL) {
-        blob.data = kube->cert_pem;
-        blob.len = kube->cert_pem_len;
-        blob.flags = CURL_BLOB_NOCOPY;
-        curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
-        curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
-        blob.data = kube->key_pem;
-        blob.len = kube->key_pem_len;
-        curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
-        curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
-    }
+    kn_kube_easy_tls(kube, easy, 1);
 
     if (strcmp(req->method, "GET") != 0) {
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);

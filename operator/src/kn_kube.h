@@ -141,6 +141,19 @@ const kn_kube_options_t *kn_kube_options(kn_kube_t *kube);
 const char *kn_kube_namespace(kn_kube_t *kube);
 
 /*
+ * For transfers of its own on the same API server (the kube proxy
+ * tunnel): the server URL; the TLS settings of the Operator's requests on
+ * easy (the CA, or insecure; with client_cert, the Operator's client
+ * certificate as well); the Operator's bearer token, or NULL (none, or
+ * err says why it cannot be read).  The token is valid until the next
+ * call into kn_kube.
+ */
+const char *kn_kube_server(kn_kube_t *kube);
+void kn_kube_easy_tls(kn_kube_t *kube, CURL *easy, int client_cert);
+const char *kn_kube_operator_token(kn_kube_t *kube, char *err,
+    size_t err_size);
+
+/*
  * The requests.  req (may be NULL) receives a handle for kn_kube_cancel(),
  * valid until done is called.
  */

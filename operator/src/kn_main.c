@@ -24,6 +24,7 @@
 #include "kn_loop.h"
 #include "kn_spool.h"
 #include "kn_tenant.h"
+#include "kn_tunnel.h"
 #include "kn_usage.h"
 
 
@@ -45,6 +46,7 @@ typedef struct {
     kn_app_status_t *app_status;    /* ... and their status */
     kn_drift_t    *drift;           /* watches what the tenants own */
     kn_credentials_t  *creds;       /* the tenants' kubeconfigs */
+    kn_tunnel_t   *tunnel;          /* the tenants' kube proxy requests */
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
     kn_usage_t    *usage;
@@ -66,6 +68,7 @@ static void kn_main_stopped(void *data);
 static void kn_main_welcome(void *data, const Kubenova__V1__Welcome *w);
 static void kn_main_usage_ack(void *data, int64_t sequence);
 static void kn_main_disconnected(void *data, const char *reason);
+static void kn_main_tunnel(void *data, const Kubenova__V1__ManagerMessage *m);
 static kn_rc kn_main_send_usage(void *data,
     const Kubenova__V1__UsageReport *report);
 static kn_rc kn_main_usage(kn_ctx_t *ctx);
@@ -93,7 +96,8 @@ static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
     kn_main_status_ack,
     kn_main_kubeconfig_ack,
     kn_main_disconnected,
-    kn_main_stopped
+    kn_main_stopped,
+    kn_main_tunnel
 };
 
 
@@ -130,6 +134,7 @@ main(int argc, char **argv)
     status = kn_main_run(&ctx);
 
     kn_grpc_destroy(ctx.grpc);
+    kn_tunnel_destroy(ctx.tunnel);
     kn_drift_destroy(ctx.drift);
     kn_usage_destroy(ctx.usage);
     kn_spool_close(ctx.spool);
@@ -182,7 +187,8 @@ kn_main_run(kn_ctx_t *ctx)
 
     signal(SIGPIPE, SIG_IGN);
 
-    rc = kn_loop_create(&ctx->log, KN_MAIN_MAX_TIMERS, KN_MAIN_MAX_TRANSFERS,
+    rc = kn_loop_create(&ctx->log, KN_MAIN_MAX_TIMERS,
+                        KN_MAIN_MAX_TRANSFERS + cfg->max_tunnel_requests,
                         &ctx->loop);
     if (rc != KN_OK) {
         return 1;
@@ -286,6 +292,7 @@ kn_main_kube(kn_ctx_t *ctx)
     kn_usage_conf_t     uc;
     kn_kubeconfig_t     kc;
     kn_kube_options_t   ko;
+    kn_tunnel_conf_t    tc;
 
     if (cfg->kube_mode == KN_KUBE_KUBECONFIG) {
         rc = kn_kubeconfig_load(&kc, cfg->kubeconfig, NULL, err,
@@ -309,6 +316,13 @@ kn_main_kube(kn_ctx_t *ctx)
 
     if (rc == KN_OK) {
         rc = kn_main_credentials(ctx, &kc);
+    }
+
+    if (rc == KN_OK) {
+        tc.max_requests = cfg->max_tunnel_requests;
+        tc.max_buffer = cfg->tunnel_max_buffer;
+        rc = kn_tunnel_create(ctx->loop, &ctx->log, ctx->kube, ctx->creds,
+                              ctx->grpc, &tc, &ctx->tunnel);
     }
 
     kn_kubeconfig_free(&kc);
@@ -547,6 +561,23 @@ kn_main_disconnected(void *data, const char *reason)
 
     if (ctx->spool != NULL) {
         kn_spool_disconnected(ctx->spool);
+    }
+
+    if (ctx->tunnel != NULL) {
+        kn_tunnel_disconnected(ctx->tunnel);
+    }
+}
+
+
+/* the kube proxy: only with Kubernetes (without, the Manager times out) */
+
+static void
+kn_main_tunnel(void *data, const Kubenova__V1__ManagerMessage *m)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->tunnel != NULL) {
+        kn_tunnel_message(ctx->tunnel, m);
     }
 }
 
