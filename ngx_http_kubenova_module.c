@@ -20,6 +20,7 @@
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
 #include "ngx_kubenova_kube_proxy.h"
+#include "ngx_kubenova_kube_proxy_route.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -529,6 +530,12 @@ ngx_http_kubenova_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         kmcf->gateway_enabled = 1;
     }
 
+    if (cmd->offset == NGX_KUBENOVA_HANDLER_KUBE_PROXY
+        && ngx_kubenova_kp_route_conf(cf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_http_kubenova_enable_metrics(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -588,7 +595,7 @@ ngx_http_kubenova_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    return NGX_OK;
+    return ngx_kubenova_kp_route_init_process(cycle);
 }
 
 
@@ -603,6 +610,8 @@ ngx_http_kubenova_exit_process(ngx_cycle_t *cycle)
     if (kmcf == NULL || kmcf->metrics_zone == NULL) {
         return;
     }
+
+    ngx_kubenova_kp_route_exit_process(cycle);
 
     /* closes libpq's sockets before nginx looks for sockets left open */
 
@@ -746,7 +755,7 @@ ngx_http_kubenova_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return NGX_OK;
+    return ngx_kubenova_kp_route_variable(cf);
 }
 
 

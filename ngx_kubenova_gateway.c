@@ -628,6 +628,14 @@ ngx_kubenova_gw_hello_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     s->registered = 1;
     s->seen_written = ngx_time();
 
+    if (ngx_kubenova_kube_proxy_stream_up(&s->tunnels, s, &s->node.str)
+        != NGX_OK)
+    {
+        PQclear(res);
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+        return;
+    }
+
     updates = 0;
     deletes = 0;
 

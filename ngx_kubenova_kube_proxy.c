@@ -24,6 +24,7 @@
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_kube_proxy.h"
 #include "ngx_kubenova_gateway.h"
+#include "ngx_kubenova_kube_proxy_route.h"
 #include "ngx_kubenova_json.h"
 
 
@@ -41,6 +42,7 @@ typedef struct {
     ngx_rbtree_t                     tree;        /* by id */
     ngx_rbtree_node_t                sentinel;
     ngx_kubenova_gw_stream_t        *stream;
+    ngx_str_t                        cluster;     /* in the registry */
     uint64_t                         next_id;
     ngx_uint_t                       n;
 } ngx_kubenova_kp_tunnels_t;
@@ -505,6 +507,12 @@ ngx_kubenova_kube_proxy_handler(ngx_http_request_t *r)
 
     s = ngx_kubenova_gateway_stream(kmcf->gateway, &kp->cluster);
 
+    if (s == NULL
+        && ngx_kubenova_kp_route_forward(r, &kp->cluster) == NGX_DONE)
+    {
+        return NGX_DONE;        /* another worker has the stream */
+    }
+
     if (s == NULL) {
         p = ngx_pnalloc(r->pool, 128 + kp->cluster.len);
         if (p == NULL) {
@@ -570,15 +578,9 @@ ngx_kubenova_kp_open(ngx_http_request_t *r, ngx_kubenova_kp_req_t *kp,
     tn = *slot;
 
     if (tn == NULL) {
-        tn = ngx_calloc(sizeof(ngx_kubenova_kp_tunnels_t),
-                        r->connection->log);
-        if (tn == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_rbtree_init(&tn->tree, &tn->sentinel, ngx_rbtree_insert_value);
-        tn->stream = s;
-        *slot = tn;
+        return ngx_kubenova_kp_status(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "the cluster's stream is not ready; "
+                                      "retry");
     }
 
     /* bounded: past these a request is refused, never queued */
@@ -1386,6 +1388,33 @@ ngx_kubenova_kp_timeout_handler(ngx_event_t *ev)
 }
 
 
+ngx_int_t
+ngx_kubenova_kube_proxy_stream_up(void **tunnels, ngx_kubenova_gw_stream_t *s,
+    ngx_str_t *cluster)
+{
+    ngx_kubenova_kp_tunnels_t  *tn;
+
+    tn = ngx_calloc(sizeof(ngx_kubenova_kp_tunnels_t) + cluster->len,
+                    ngx_cycle->log);
+    if (tn == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&tn->tree, &tn->sentinel, ngx_rbtree_insert_value);
+    tn->stream = s;
+    tn->cluster.data = (u_char *) (tn + 1);
+    tn->cluster.len = cluster->len;
+    ngx_memcpy(tn->cluster.data, cluster->data, cluster->len);
+
+    *tunnels = tn;
+
+    /* requests on the other workers come here now */
+    ngx_kubenova_kp_route_set(&tn->cluster);
+
+    return NGX_OK;
+}
+
+
 void
 ngx_kubenova_kube_proxy_stream_gone(void **tunnels)
 {
@@ -1404,6 +1433,7 @@ ngx_kubenova_kube_proxy_stream_gone(void **tunnels)
                              "the cluster's Operator disconnected; retry");
     }
 
+    ngx_kubenova_kp_route_unset(&tn->cluster);
     ngx_free(tn);
     *tunnels = NULL;
 }

@@ -16,6 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_kubenova_gateway.h"
 #include "kubenova.pb-c.h"
 
 
@@ -44,6 +45,10 @@ ngx_uint_t ngx_kubenova_kube_proxy_is_tunnel(
 /* NGX_OK; the message stays the caller's */
 ngx_int_t ngx_kubenova_kube_proxy_message(void **tunnels,
     Kubenova__V1__OperatorMessage *m);
+
+/* the cluster's stream is live on this worker */
+ngx_int_t ngx_kubenova_kube_proxy_stream_up(void **tunnels,
+    ngx_kubenova_gw_stream_t *s, ngx_str_t *cluster);
 
 /* the stream ends: each of its requests fails (503, or cut short) */
 void ngx_kubenova_kube_proxy_stream_gone(void **tunnels);

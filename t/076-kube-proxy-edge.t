@@ -451,5 +451,94 @@ ok $gw->api_ok(DELETE => 'users/t76-owner/tokens/kubeconfig-owner-t76-c1'),
 
 $op->quit;
 is_deeply $gw->log_problems(0), [], 'no alerts';
+$gw->stop;
+
+# --- two workers: a request reaches the worker that holds the stream -----
+
+$kp_port = free_port();
+$gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
+    http_config => join "\n",
+    'log_format kp_route "$remote_addr $pid $status $request_uri";',
+    'server {',
+    "    listen 127.0.0.1:$kp_port;",
+    '    access_log logs/kp_route.log kp_route;',
+    '    location /k8s/ {',
+    '        kubenova_kube_proxy;',
+    '    }',
+    '    location @kubenova_kube_proxy_forward {',
+    '        proxy_pass http://unix:$kubenova_kube_proxy_owner:;',
+    '        proxy_http_version 1.1;',
+    '        proxy_buffering off;',
+    '        proxy_request_buffering off;',
+    '        proxy_read_timeout 1h;',
+    '    }',
+    '}');
+$op = $gw->operator;
+$op->open('s3', hello => {cluster => 't76-c1', cluster_secret => $secret},
+          auto_ack => json_true);
+ok $op->msg('s3', 'welcome', 20), 'Operator connected to one of two workers';
+my $owner = wait_until(sub { $gw->stream_worker('t76-c1', 0) }, 10);
+ok $owner, "its stream is on worker $owner";
+
+sub route_log {
+    grep { /\?i=/ } split /\n/,
+        do { local (@ARGV, $/) = ($gw->ngx->servroot . '/logs/kp_route.log');
+             <> // '' };
+}
+
+# which worker accepts is up to the kernel: go on until several were relayed
+my ($served, $routed, $expected) = (0, 0, 0);
+for my $i (1 .. 60) {
+    last if $i > 12 && (grep { /^unix: .*[?]i=\d*[05]$/ } route_log()) >= 1
+            && (grep { /^unix: / } route_log()) >= 3;
+    my $s = start_request(path => "$base/api/v1/namespaces?i=$i",
+                          token => $token{beta},
+                          body => $i % 5 ? undef : 'x' x 100_000,
+                          method => $i % 5 ? 'GET' : 'PUT');
+    my $m = $op->msg('s3', 'tunnel_request', 10) or last;
+    my $id = $m->{msg}{id};
+    if ($m->{msg}{has_body}) {
+        my $len = 0;
+        wait_until(sub {
+            for my $d ($op->msgs('s3', 'tunnel_data', 0.2)) {
+                $len += length decode_base64($d->{msg}{data});
+                $op->send('s3', {tunnel_window => {id => $id,
+                    increment => length decode_base64($d->{msg}{data})}});
+                return 1 if $d->{msg}{end};
+            }
+            0;
+        }, 10);
+        $served += ($len == 100_000);
+    }
+    $op->send('s3', {tunnel_response => {id => $id, status => 200}});
+    $op->send('s3', {tunnel_data => {id => $id, data => b64("ok $i"),
+                                     end => json_true}});
+    $r = parse_response(read_some($s, 10));
+    $served += ($r->{status} // 0) == 200 && $r->{body} eq "ok $i";
+    $expected += $i % 5 ? 1 : 2;
+}
+is $served, $expected, 'every request answered, bodies whole, on either '
+    . 'worker';
+# the relaying worker logs once the relay is over, a moment after its client
+my (@lines, $elsewhere);
+wait_until(sub {
+    @lines = route_log();
+    $routed = grep { /^unix: $owner 200 / } @lines;
+    $elsewhere = grep { /^127\.0\.0\.1 (\d+) 200 / && $1 != $owner } @lines;
+    $routed == $elsewhere;
+}, 10);
+ok $routed && $routed == $elsewhere,
+    "requests that landed on the other worker ($elsewhere) were relayed to "
+    . "the owner ($routed)" or diag join "\n", @lines;
+
+$op->cancel('s3');
+ok $op->end('s3', 10), 'Operator gone';
+ok wait_until(sub {
+    request(path => "$base/version", token => $token{beta})->{status} == 503
+        && request(path => "$base/version", token => $token{beta})->{status}
+           == 503 }, 10),
+    'then 503 from both workers';
+$op->quit;
+is_deeply $gw->log_problems(0), [], 'no alerts';
 
 done_testing;
