@@ -32,6 +32,7 @@ typedef struct {
     ngx_flag_t                gateway_enabled;
 
     ngx_str_t                 kube_proxy_url; /* kubenova_kube_proxy_url */
+    ngx_str_t                 kube_proxy_ca;  /* base64 PEM, kubeconfigs */
     ngx_shm_zone_t           *kube_proxy_zone;   /* cluster -> worker */
     void                     *kube_proxy_srv;    /* its server's core conf */
     ngx_int_t                 kube_proxy_owner_var;

@@ -35,6 +35,7 @@
 #define NGX_KUBENOVA_KP_STREAM_BACKLOG (1024 * 1024)
 #define NGX_KUBENOVA_KP_MAX_HEADERS    100
 #define NGX_KUBENOVA_KP_CLUSTER_LEN    63
+#define NGX_KUBENOVA_KP_CA_MAX         (64 * 1024)
 
 
 /* one stream's requests */
@@ -1496,6 +1497,83 @@ ngx_kubenova_kp_lookup(ngx_kubenova_kp_tunnels_t *tn, uint64_t id)
 /* the proxy kubeconfig */
 
 
+/*
+ * kubectl sends its bearer token over TLS only, so the proxy is served
+ * with TLS; a private CA goes into the kubeconfigs, base64 as kubeconfigs
+ * want it.
+ */
+
+char *
+ngx_kubenova_kube_proxy_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf = conf;
+
+    ssize_t           n;
+    ngx_str_t        *value, pem;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (kmcf->kube_proxy_ca.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = value[1];
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(value[1].data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) == 0
+        || ngx_file_size(&fi) > NGX_KUBENOVA_KP_CA_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must hold a PEM certificate (at most "
+                           "64k)", &value[1]);
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    pem.len = (size_t) ngx_file_size(&fi);
+    pem.data = ngx_pnalloc(cf->pool, pem.len);
+
+    n = pem.data ? ngx_read_file(&file, pem.data, pem.len, 0) : NGX_ERROR;
+    ngx_close_file(file.fd);
+
+    if (n != (ssize_t) pem.len
+        || ngx_strnstr(pem.data, "-----BEGIN CERTIFICATE-----", pem.len)
+           == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must hold a PEM certificate", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    kmcf->kube_proxy_ca.data = ngx_pnalloc(cf->pool,
+                                           ngx_base64_encoded_length(pem.len));
+    if (kmcf->kube_proxy_ca.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_encode_base64(&kmcf->kube_proxy_ca, &pem);
+
+    return NGX_CONF_OK;
+}
+
+
+
 ngx_int_t
 ngx_kubenova_kube_proxy_kubeconfig(ngx_http_request_t *r, const char *body,
     size_t len)
@@ -1558,7 +1636,7 @@ ngx_kubenova_kube_proxy_kubeconfig(ngx_http_request_t *r, const char *body,
     }
 
     n = 512 + base.len + 4 * ngx_strlen(cluster) + 4 * ngx_strlen(tenant)
-        + 2 * ngx_strlen(role) + ngx_strlen(token);
+        + 2 * ngx_strlen(role) + ngx_strlen(token) + kmcf->kube_proxy_ca.len;
 
     yaml = ngx_pnalloc(r->pool, n);
     if (yaml == NULL) {
@@ -1573,6 +1651,7 @@ ngx_kubenova_kube_proxy_kubeconfig(ngx_http_request_t *r, const char *body,
         "- name: kubenova-%s\n"
         "  cluster:\n"
         "    server: \"%V/clusters/%s\"\n"
+        "%s%V%s"
         "users:\n"
         "- name: %s-%s\n"
         "  user:\n"
@@ -1584,7 +1663,10 @@ ngx_kubenova_kube_proxy_kubeconfig(ngx_http_request_t *r, const char *body,
         "    user: %s-%s\n"
         "    namespace: %s-apps\n"
         "current-context: %s@%s\n",
-        cluster, &base, cluster, tenant, role, token, tenant, cluster,
+        cluster, &base, cluster,
+        kmcf->kube_proxy_ca.len ? "    certificate-authority-data: " : "",
+        &kmcf->kube_proxy_ca, kmcf->kube_proxy_ca.len ? "\n" : "",
+        tenant, role, token, tenant, cluster,
         cluster, tenant, role, tenant, tenant, cluster);
 
     len = p - yaml;

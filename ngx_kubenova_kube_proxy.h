@@ -37,6 +37,11 @@ ngx_int_t ngx_kubenova_kubeconfig_send(ngx_http_request_t *r,
     size_t len);
 
 
+/* "kubenova_kube_proxy_ca_file": read at configuration time */
+char *ngx_kubenova_kube_proxy_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
 /* the gateway's hooks; tunnels is the stream's slot for this file's state */
 
 ngx_uint_t ngx_kubenova_kube_proxy_is_tunnel(
