@@ -46,9 +46,13 @@ my $JSON = JSON::PP->new->utf8->canonical;
 my $true = JSON::PP::true;
 my $false = JSON::PP::false;
 
+# B may see storageclasses (and asks for nodes, which no tenant sees)
 $srv->cmd(op => 'mode', heartbeat_interval_ms => 1000,
-          updates => [map { { kind => 'Tenant', name => $_, generation => 1,
-                              payload => '{"plan":"small"}' } } $A, $B]);
+          updates => [{ kind => 'Tenant', name => $A, generation => 1,
+                        payload => '{"plan":"small"}' },
+                      { kind => 'Tenant', name => $B, generation => 1,
+                        payload => '{"plan":"small","cluster_resources":'
+                                   . '["storageclasses","nodes"]}' }]);
 
 my $op = KubeNova::Operator->start(
     manager_url => 'http://127.0.0.1:' . $srv->port,
@@ -290,6 +294,9 @@ is_deeply [sort map { "$_->{type} $_->{object}{metadata}{name}" } @ev],
     ["ADDED $A-apps", "ADDED $A-owner"], '... shows the tenant\'s only';
 send_msg({ tunnel_cancel => { id => "$nw" } });
 
+$r = call(path => '/api/v1/namespaces', query => 'label%53elector=x');
+is $r->{status}, 400, 'an encoded parameter name (a second labelSelector to the API server): 400';
+
 $r = call(path => "/api/v1/namespaces/$A-apps");
 is $r->{status}, 200, 'GET of its own namespace: 200';
 $r = call(path => "/api/v1/namespaces/$B-apps");
@@ -314,8 +321,10 @@ $r = call(path => '/api/v1/namespaces/kube-system/secrets',
           headers => [['accept', 'application/json'],
                       ['impersonate-user', 'system:admin'],
                       ['impersonate-group', 'system:masters'],
+                      ['x-remote-user', 'system:admin'],
+                      ['x-remote-group', 'system:masters'],
                       ['authorization', 'Bearer forged']]);
-is $r->{status}, 403, 'forged Impersonate-* and Authorization headers: still 403';
+is $r->{status}, 403, 'forged Impersonate-*, X-Remote-* and Authorization headers: still 403';
 like $r->{json}{message} // '', qr/system:serviceaccount:$A-owner:owner/,
     '... as the tenant\'s ServiceAccount, the headers stripped';
 
@@ -325,6 +334,35 @@ $r = call(method => 'POST', path => '/api/v1/namespaces',
                                   metadata => { name => 't78-sneaky' } }));
 is $r->{status}, 403, 'a cluster-scoped write (create a namespace): 403';
 ok !$k8s->kubectl_json('get', 'namespace', 't78-sneaky'), '... nothing made';
+
+# kubectl auth can-i: a SelfSubjectAccessReview answers for the tenant
+sub can_i {
+    my ($role, $verb, $res, $ns) = @_;
+    my $r = call(role => $role, method => 'POST',
+                 path => '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+                 headers => [['content-type', 'application/json']],
+                 body => $JSON->encode({
+                     apiVersion => 'authorization.k8s.io/v1',
+                     kind => 'SelfSubjectAccessReview',
+                     spec => { resourceAttributes => {
+                         verb => $verb, resource => $res, namespace => $ns } } }));
+    return $r->{status} == 201 ? ($r->{json}{status}{allowed} ? 'yes' : 'no')
+                               : "HTTP $r->{status}";
+}
+is_deeply [can_i('owner', 'create', 'configmaps', $APPS),
+           can_i('owner', 'create', 'configmaps', 'kube-system'),
+           can_i('readonly', 'create', 'configmaps', $APPS),
+           can_i('readonly', 'list', 'configmaps', $APPS)],
+    ['yes', 'no', 'no', 'yes'],
+    'kubectl auth can-i (SelfSubjectAccessReview) answers as for the tenant\'s accounts';
+
+$r = call(method => 'PATCH', path => "/api/v1/namespaces/$APPS",
+          headers => [['content-type', 'application/merge-patch+json']],
+          body => $JSON->encode({ metadata => { labels => {
+              'kubenova.io/tenant' => $B } } }));
+is $r->{status}, 403, 'relabelling its namespace as the other tenant\'s: 403';
+is $k8s->kubectl_json('get', 'namespace', $APPS)->{metadata}{labels}{'kubenova.io/tenant'},
+    $A, '... the label unchanged';
 
 $r = call(role => 'readonly', path => "/api/v1/namespaces/$APPS/configmaps/one");
 is $r->{status}, 200, 'readonly: GET: 200';
@@ -358,7 +396,7 @@ $r = call(path => '/api/v1/pods',
 is_deeply [map { $_->{object}{metadata}{namespace} . '/' . $_->{cells}[0] }
            @{ $r->{json}{rows} || [] }], ["$APPS/mine"],
     '... also as a Table';
-my $pw = treq(path => '/api/v1/pods', query => 'watch=true');
+my $pw = treq(path => '/api/v1/pods', query => 'watch=True');
 @ev = ();
 ok wait_until(sub { push @ev, watch_events($pw, 0.5); @ev >= 1 }, 20),
     'a watch of pods in all namespaces';
@@ -375,6 +413,26 @@ for (['/api/v1/nodes', 'NodeList', 'v1'],
     is_deeply [@{ $r->{json} }{qw(kind apiVersion items)}], [$_->[1], $_->[2], []],
         "... an empty $_->[1]";
 }
+
+ok $k8s->apply({ apiVersion => 'storage.k8s.io/v1', kind => 'StorageClass',
+                 metadata => { name => 't78-fast' },
+                 provisioner => 'kubernetes.io/no-provisioner' }),
+    '(a StorageClass made by the admin)';
+$r = call(tenant => $B, path => '/apis/storage.k8s.io/v1/storageclasses');
+is_deeply names($r), ['t78-fast'],
+    'a tenant whose spec lists storageclasses in cluster_resources sees them';
+$r = call(tenant => $B, path => '/apis/storage.k8s.io/v1/storageclasses/t78-fast');
+is $r->{status}, 200, '... and gets one';
+$r = call(tenant => $B, path => '/api/v1/nodes');
+is_deeply [$r->{status}, $r->{json}{kind}, $r->{json}{items}], [200, 'NodeList', []],
+    '... nodes stay an empty list even when listed there';
+$r = call(path => '/apis/storage.k8s.io/v1/storageclasses');
+is_deeply names($r), [], 'a tenant whose spec does not: an empty list';
+$r = call(path => '/apis/storage.k8s.io/v1/storageclasses/t78-fast');
+is $r->{status}, 403, '... and a get of one is its own ServiceAccount\'s: 403';
+$r = call(tenant => $B, method => 'DELETE',
+          path => '/apis/storage.k8s.io/v1/storageclasses/t78-fast');
+is $r->{status}, 403, 'a write to a visible cluster-scoped resource: 403 (as the tenant)';
 
 # --- a big list, chunked within its window ----------------------------------------
 
@@ -436,6 +494,24 @@ send_msg({ tunnel_data => { id => '999999', data => encode_base64('x'), end => $
 send_msg({ tunnel_window => { id => '999999', increment => 5 } });
 $r = call(path => "/api/v1/namespaces/$APPS/configmaps/one");
 is $r->{status}, 200, 'messages for an unknown id are ignored: the Operator goes on';
+
+# --- the stream ends: every request is abandoned ---------------------------
+
+$before = watchers();
+my $lw = treq(path => "/api/v1/namespaces/$APPS/configmaps", query => 'watch=true');
+$srv->take(sub { is_msg($_[0], $lw, qr/^tunnel_response$/) }, 30);
+ok wait_until(sub { watchers() == $before + 1 }, 30), 'a watch runs';
+my $off = $op->log_offset;
+$srv->cmd(op => 'end', code => 'UNAVAILABLE', details => 't78: going away');
+ok $op->wait_log(qr/tunnel: the stream ended: 1 request\(s\) abandoned/, 30, $off),
+    'the stream ends: the Operator abandons the request' or diag $op->log_text;
+ok wait_until(sub { watchers() == $before }, 30),
+    '... and its watch is gone from the API server';
+my $c2 = $srv->event('connect', 60);
+ok $c2, 'the Operator connects again';
+$n = $c2 ? $c2->{n} : $n;
+ok wait_until(sub { call(path => "/api/v1/namespaces/$APPS/configmaps/one")->{status} == 200 }, 30),
+    '... and the tunnel serves on the new stream';
 
 ok $op->alive, 'the Operator is up';
 is $op->stop(10), 0, 'SIGTERM: exit 0';

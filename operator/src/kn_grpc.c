@@ -1479,8 +1479,22 @@ kn_grpc_send_kubeconfig(kn_grpc_t *g, const char *tenant, const char *role,
 kn_rc
 kn_grpc_send_tunnel(kn_grpc_t *g, const Kubenova__V1__OperatorMessage *m)
 {
+    size_t  len;
+
     if (!kn_grpc_live(g)) {
         return KN_DECLINED;
+    }
+
+    /*
+     * Half the queue stays for the rest: an ack that does not fit drops
+     * the stream, and proxied traffic must never cause that.
+     */
+    len = kubenova__v1__operator_message__get_packed_size(m);
+
+    if (g->q_count >= g->conf.queue_messages / 2
+        || g->q_bytes + KN_GRPC_FRAME + len > g->conf.queue_bytes / 2)
+    {
+        return KN_AGAIN;
     }
 
     return kn_grpc_enqueue(g, m, "tunnel message");

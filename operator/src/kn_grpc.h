@@ -139,7 +139,10 @@ kn_rc kn_grpc_send_app_status(kn_grpc_t *grpc,
 kn_rc kn_grpc_send_kubeconfig(kn_grpc_t *grpc, const char *tenant,
     const char *role, const uint8_t *kubeconfig, size_t len);
 
-/* TunnelResponse, TunnelData, TunnelWindow or TunnelCancel in m */
+/*
+ * TunnelResponse, TunnelData, TunnelWindow or TunnelCancel in m; KN_AGAIN
+ * already when the queue is half full, so that the rest always fits.
+ */
 kn_rc kn_grpc_send_tunnel(kn_grpc_t *grpc,
     const Kubenova__V1__OperatorMessage *m);
 

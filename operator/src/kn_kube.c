@@ -367,6 +367,30 @@ kn_kube_easy_tls(kn_kube_t *kube, CURL *easy, int client_cert)
 }
 
 
+kn_rc
+kn_kube_bearer_header(struct curl_slist *headers, const char *token)
+{
+    char    *auth;
+    size_t   n;
+    kn_rc    rc;
+
+    n = sizeof("Authorization: Bearer ") + strlen(token);
+    auth = malloc(n);
+    if (auth == NULL) {
+        return KN_ERROR;
+    }
+
+    snprintf(auth, n, "Authorization: Bearer %s", token);
+    rc = curl_slist_append(headers, auth) != NULL ? KN_OK : KN_ERROR;
+
+    /* libcurl copied it; this copy of the secret goes */
+    explicit_bzero(auth, n);
+    free(auth);
+
+    return rc;
+}
+
+
 const char *
 kn_kube_server(kn_kube_t *kube)
 {
@@ -1041,7 +1065,7 @@ kn_kube_start(kn_kube_req_t *req)
 {
     kn_rc              rc;
     CURL              *easy;
-    char              *url, *auth;
+    char              *url;
     size_t             n;
     kn_kube_t         *kube = req->kube;
     const char        *token;
@@ -1117,19 +1141,10 @@ kn_kube_start(kn_kube_req_t *req)
             goto nomem;
         }
     }
-    if (req->headers != NULL && token != NULL) {
-        n = sizeof("Authorization: Bearer ") + strlen(token);
-        auth = malloc(n);
-        if (auth == NULL) {
-            goto nomem;
-        }
-        snprintf(auth, n, "Authorization: Bearer %s", token);
-        if (curl_slist_append(req->headers, auth) == NULL) {
-            free(auth);
-            goto nomem;
-        }
-        explicit_bzero(auth, n);
-        free(auth);
+    if (req->headers != NULL && token != NULL
+        && kn_kube_bearer_header(req->headers, token) != KN_OK)
+    {
+        goto nomem;
     }
     if (req->headers == NULL) {
         goto nomem;

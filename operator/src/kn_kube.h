@@ -153,6 +153,9 @@ void kn_kube_easy_tls(kn_kube_t *kube, CURL *easy, int client_cert);
 const char *kn_kube_operator_token(kn_kube_t *kube, char *err,
     size_t err_size);
 
+/* appends "Authorization: Bearer <token>" to headers (not empty) */
+kn_rc kn_kube_bearer_header(struct curl_slist *headers, const char *token);
+
 /*
  * The requests.  req (may be NULL) receives a handle for kn_kube_cancel(),
  * valid until done is called.

@@ -318,13 +318,6 @@ kn_main_kube(kn_ctx_t *ctx)
         rc = kn_main_credentials(ctx, &kc);
     }
 
-    if (rc == KN_OK) {
-        tc.max_requests = cfg->max_tunnel_requests;
-        tc.max_buffer = cfg->tunnel_max_buffer;
-        rc = kn_tunnel_create(ctx->loop, &ctx->log, ctx->kube, ctx->creds,
-                              ctx->grpc, &tc, &ctx->tunnel);
-    }
-
     kn_kubeconfig_free(&kc);
 
     if (rc != KN_OK) {
@@ -338,6 +331,16 @@ kn_main_kube(kn_ctx_t *ctx)
 
     rc = kn_tenant_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
                           &ctx->tenant);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
+    tc.max_requests = cfg->max_tunnel_requests;
+    tc.max_buffer = cfg->tunnel_max_buffer;
+    tc.max_message = cfg->max_message;
+
+    rc = kn_tunnel_create(ctx->loop, &ctx->log, ctx->kube, ctx->creds,
+                          ctx->tenant, ctx->grpc, &tc, &ctx->tunnel);
     if (rc != KN_OK) {
         return KN_ERROR;
     }

@@ -283,7 +283,21 @@ kn_tenant_of_namespace(const char *ns, char *buf, size_t size)
 int
 kn_tenant_suspended(kn_tenant_t *t, const char *name)
 {
-    json_t           *spec;
+    json_t  *spec;
+
+    spec = kn_tenant_spec(t, name);
+
+    if (spec == NULL) {
+        return -1;
+    }
+
+    return json_is_true(json_object_get(spec, "suspended"));
+}
+
+
+json_t *
+kn_tenant_spec(kn_tenant_t *t, const char *name)
+{
     kn_tenant_op_t   *op, *newest;
     kn_tenant_rec_t  *rec;
 
@@ -297,21 +311,10 @@ kn_tenant_suspended(kn_tenant_t *t, const char *name)
     }
 
     if (newest != NULL) {
-        spec = newest->spec;
-
-        if (spec == NULL) {
-            return -1;                  /* being deleted */
-        }
-
-    } else {
-        spec = json_object_get(json_object_get(t->applied, name), "spec");
-
-        if (spec == NULL) {
-            return -1;
-        }
+        return newest->spec;            /* NULL: being deleted */
     }
 
-    return json_is_true(json_object_get(spec, "suspended"));
+    return json_object_get(json_object_get(t->applied, name), "spec");
 }
 
 

@@ -101,6 +101,12 @@ int kn_tenant_of_namespace(const char *ns, char *buf, size_t size);
 int kn_tenant_suspended(kn_tenant_t *tenant, const char *name);
 
 /*
+ * The newest spec known of a tenant (queued or applied), borrowed until
+ * the loop runs again; NULL when none is known or it is being deleted.
+ */
+json_t *kn_tenant_spec(kn_tenant_t *tenant, const char *name);
+
+/*
  * Called with each object the reconciler applied (namespaces and what is
  * in them), as the API server answered the apply (borrowed): drift
  * correction tells the changes the reconciler made from others' by them.

@@ -8,8 +8,6 @@
  * from its TunnelRequest until its last message is sent (or a cancel).
  */
 
-#define _DEFAULT_SOURCE                 /* explicit_bzero */
-
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +20,8 @@
 
 
 #define KN_TUN_CHUNK         (16 * 1024)   /* TunnelData payload */
+#define KN_TUN_FRAMING       64            /* a TunnelData message but its
+                                              payload, and more */
 #define KN_TUN_BODY_WINDOW   65536         /* request body, the protocol's */
 #define KN_TUN_OUT_HIGH      (64 * 1024)   /* pending response bytes past
                                               which the transfer pauses */
@@ -101,6 +101,7 @@ struct kn_tunnel_s {
     const kn_log_t       *log;
     kn_kube_t            *kube;
     kn_credentials_t     *creds;
+    kn_tenant_t          *tenants;
     kn_grpc_t            *grpc;
     kn_tunnel_conf_t      conf;
 
@@ -108,6 +109,7 @@ struct kn_tunnel_s {
     size_t                nbuckets;     /* a power of two */
     size_t                count;        /* in the table */
     size_t                running;      /* counted ones */
+    size_t                chunk;        /* TunnelData payload at most */
 
     kn_tun_req_t         *dirty;
     kn_timer_t            kick;
@@ -116,6 +118,7 @@ struct kn_tunnel_s {
 
 static kn_tun_req_t **kn_tun_slot(kn_tunnel_t *tun, uint64_t id);
 static void kn_tun_dirty(kn_tun_req_t *req);
+static void kn_tun_link(kn_tun_req_t *req);
 static void kn_tun_kick(kn_timer_t *timer);
 static void kn_tun_process(kn_tun_req_t *req);
 static void kn_tun_free(kn_tun_req_t *req);
@@ -167,8 +170,8 @@ static int kn_tun_header_dropped(const char *name, int filtered);
 
 kn_rc
 kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
-    kn_credentials_t *creds, kn_grpc_t *grpc, const kn_tunnel_conf_t *conf,
-    kn_tunnel_t **out)
+    kn_credentials_t *creds, kn_tenant_t *tenants, kn_grpc_t *grpc,
+    const kn_tunnel_conf_t *conf, kn_tunnel_t **out)
 {
     kn_tunnel_t  *tun;
 
@@ -182,8 +185,11 @@ kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log, kn_kube_t *kube,
     tun->log = log;
     tun->kube = kube;
     tun->creds = creds;
+    tun->tenants = tenants;
     tun->grpc = grpc;
     tun->conf = *conf;
+    tun->chunk = conf->max_message - KN_TUN_FRAMING < KN_TUN_CHUNK
+                 ? conf->max_message - KN_TUN_FRAMING : KN_TUN_CHUNK;
     kn_timer_init(&tun->kick, kn_tun_kick, tun);
 
     /* twice the running ones: answers of refused requests live briefly */
@@ -231,13 +237,6 @@ kn_tunnel_destroy(kn_tunnel_t *tun)
 
     free(tun->buckets);
     free(tun);
-}
-
-
-size_t
-kn_tunnel_live(kn_tunnel_t *tun)
-{
-    return tun->count;
 }
 
 
@@ -319,14 +318,25 @@ kn_tun_dirty(kn_tun_req_t *req)
 {
     kn_tunnel_t  *tun = req->tun;
 
+    kn_tun_link(req);
+
+    if (!kn_timer_is_set(&tun->kick)) {
+        (void) kn_timer_add(tun->loop, &tun->kick, 0);
+    }
+}
+
+
+/* on the dirty list without a timer: the kick under way sets one */
+
+static void
+kn_tun_link(kn_tun_req_t *req)
+{
+    kn_tunnel_t  *tun = req->tun;
+
     if (!req->dirty) {
         req->dirty = 1;
         req->dirty_next = tun->dirty;
         tun->dirty = req;
-    }
-
-    if (!kn_timer_is_set(&tun->kick)) {
-        (void) kn_timer_add(tun->loop, &tun->kick, 0);
     }
 }
 
@@ -388,6 +398,10 @@ kn_tun_process(kn_tun_req_t *req)
         if (rc == KN_AGAIN) {
             goto again;
         }
+        if (rc != KN_OK) {
+            kn_tun_free(req);           /* the stream is gone */
+            return;
+        }
         req->in_granted = 0;
     }
 
@@ -403,8 +417,17 @@ kn_tun_process(kn_tun_req_t *req)
         goto again;
     }
 
+    if (rc == KN_ERROR) {
+        snprintf(req->curl_error, sizeof(req->curl_error), "the response "
+                 "headers do not fit in a message to the Manager "
+                 "(--max-message)");
+        req->failed = 1;
+        kn_tun_dirty(req);
+        return;
+    }
+
     if (rc != KN_OK) {
-        kn_tun_free(req);
+        kn_tun_free(req);               /* the stream is gone */
         return;
     }
 
@@ -427,7 +450,7 @@ kn_tun_process(kn_tun_req_t *req)
 
 again:
 
-    kn_tun_dirty(req);
+    kn_tun_link(req);
 }
 
 
@@ -633,11 +656,11 @@ kn_tun_cancelled(kn_tunnel_t *tun, const Kubenova__V1__TunnelCancel *c)
 static void
 kn_tun_start(kn_tun_req_t *req)
 {
-    kn_tunnel_t   *tun = req->tun;
-    const char    *why;
-    char           sel[512];
-    kn_kube_ref_t  ref;
-    kn_kube_list_opts_t  lo;
+    kn_tunnel_t          *tun = req->tun;
+    const char           *why;
+    char                  sel[512], query[KN_TUN_QUERY_MAX];
+    kn_kube_ref_t         ref;
+    kn_kube_list_opts_t   lo;
 
     req->state = KN_TUN_FINISHING;      /* unless a transfer starts */
 
@@ -680,24 +703,31 @@ kn_tun_start(kn_tun_req_t *req)
 
     switch (req->route.route) {
 
-    case KN_TUN_EMPTY:
-        kn_tun_answer_empty(req);
+    case KN_TUN_CLUSTER_LIST:
+    case KN_TUN_CLUSTER_GET:
+        if (kn_tunnel_cluster_visible(kn_tenant_spec(tun->tenants,
+                                                     req->tenant),
+                                      &req->route))
+        {
+            kn_tun_transfer(req, 0, req->query);
+
+        } else if (req->route.route == KN_TUN_CLUSTER_LIST) {
+            kn_tun_answer_empty(req);
+
+        } else {
+            kn_tun_transfer(req, 1, req->query);    /* RBAC answers */
+        }
         return;
 
     case KN_TUN_NS_COLLECTION:
+        if (kn_tunnel_tenant_query(req->query, req->tenant, query,
+                                   sizeof(query)) != KN_OK)
         {
-            char  query[KN_TUN_QUERY_MAX];
-
-            if (kn_tunnel_tenant_query(req->query, req->tenant, query,
-                                       sizeof(query)) != KN_OK)
-            {
-                kn_tun_answer(req, 400, "BadRequest", "the query is too "
-                              "long");
-                return;
-            }
-
-            kn_tun_transfer(req, 0, query);
+            kn_tun_answer(req, 400, "BadRequest", "the query is too long");
+            return;
         }
+
+        kn_tun_transfer(req, 0, query);
         return;
 
     case KN_TUN_NS_GET:
@@ -732,6 +762,7 @@ static void
 kn_tun_namespaces_done(const kn_kube_result_t *res, void *data)
 {
     size_t         i;
+    char           name_z[256];
     json_t        *item;
     const char    *name;
     kn_tun_req_t  *req = data;
@@ -761,12 +792,13 @@ kn_tun_namespaces_done(const kn_kube_result_t *res, void *data)
     }
 
     if (req->route.route == KN_TUN_NS_GET) {
-        char  name_z[256];
-
         snprintf(name_z, sizeof(name_z), "%.*s", (int) req->route.name_len,
                  req->route.name);
 
-        if (json_object_get(req->namespaces, name_z) == NULL) {
+        /* a name too long for name_z is longer than any namespace's */
+        if (req->route.name_len >= sizeof(name_z)
+            || json_object_get(req->namespaces, name_z) == NULL)
+        {
             /* the very answer of the API server for a missing one */
             kn_tun_answer(req, 404, "NotFound", "namespaces \"%s\" not "
                           "found", name_z);
@@ -820,7 +852,7 @@ static kn_rc
 kn_tun_easy(kn_tun_req_t *req, int as_tenant, const char *query)
 {
     CURL         *easy;
-    char         *url, *auth;
+    char         *url;
     size_t        n;
     kn_tunnel_t  *tun = req->tun;
     const char   *token, *server;
@@ -854,7 +886,8 @@ kn_tun_easy(kn_tun_req_t *req, int as_tenant, const char *query)
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) KN_TUN_CONNECT_MS);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) KN_TUN_CONNECT_MS);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, kn_tun_write_cb);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
@@ -893,20 +926,10 @@ kn_tun_easy(kn_tun_req_t *req, int as_tenant, const char *query)
         return KN_ERROR;
     }
 
-    if (token != NULL) {
-        n = sizeof("Authorization: Bearer ") + strlen(token);
-        auth = malloc(n);
-        if (auth == NULL) {
-            return KN_ERROR;
-        }
-        snprintf(auth, n, "Authorization: Bearer %s", token);
-        if (curl_slist_append(req->send_headers, auth) == NULL) {
-            explicit_bzero(auth, n);
-            free(auth);
-            return KN_ERROR;
-        }
-        explicit_bzero(auth, n);
-        free(auth);
+    if (token != NULL
+        && kn_kube_bearer_header(req->send_headers, token) != KN_OK)
+    {
+        return KN_ERROR;
     }
 
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->send_headers);
@@ -925,7 +948,8 @@ kn_tun_header_line(kn_tun_req_t *req, const char *name, const char *value)
     struct curl_slist   *l;
 
     if (kn_tun_header_dropped(name, 0) || name[0] == '\0'
-        || strpbrk(name, ":\r\n ") != NULL || strpbrk(value, "\r\n") != NULL)
+        || strpbrk(name, ":\r\n\t ") != NULL
+        || strpbrk(value, "\r\n") != NULL)
     {
         return KN_OK;
     }
@@ -972,7 +996,10 @@ kn_tun_header_dropped(const char *name, int filtered)
         "http2-settings"
     };
 
-    if (strncasecmp(name, "impersonate-", 12) == 0) {
+    /* X-Remote-*: what an authenticating front proxy would assert */
+    if (strncasecmp(name, "impersonate-", 12) == 0
+        || strncasecmp(name, "x-remote-", 9) == 0)
+    {
         return 1;
     }
 
@@ -1225,7 +1252,7 @@ kn_tun_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
     }
 
     rc = kn_tun_flush(req);
-    if (rc == KN_AGAIN || req->out_len > req->out_pos) {
+    if (rc != KN_OK || req->out_len > req->out_pos) {
         kn_tun_dirty(req);              /* a window, or the queue, later */
     }
 
@@ -1370,7 +1397,10 @@ kn_tun_filter_whole(kn_tun_req_t *req)
         return KN_ERROR;
     }
 
-    kn_tunnel_filter_list(body, req->namespaces);
+    if (kn_tunnel_filter_list(body, req->namespaces) != KN_OK) {
+        json_decref(body);
+        return KN_ERROR;
+    }
 
     s = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -1428,8 +1458,9 @@ kn_tun_append(kn_tun_req_t *req, char **buf, size_t *len, size_t *cap,
 /*
  * Sends what the window and the queue allow: the head first, then the
  * body in chunks, then (once nothing more will come) the end.  KN_AGAIN:
- * the queue is full; KN_ERROR: the stream is gone or the message is too
- * large.  Called from the loop and from the write callback.
+ * the queue is full; KN_DECLINED: the stream is gone; KN_ERROR: the head
+ * is larger than a message may be.  Called from the loop and from the
+ * write callback.
  */
 
 static kn_rc
@@ -1456,8 +1487,8 @@ kn_tun_flush(kn_tun_req_t *req)
 
     while (req->out_pos < req->out_len && req->window > 0) {
         n = req->out_len - req->out_pos;
-        if (n > KN_TUN_CHUNK) {
-            n = KN_TUN_CHUNK;
+        if (n > tun->chunk) {
+            n = tun->chunk;
         }
         if (n > req->window) {
             n = (size_t) req->window;
@@ -1495,7 +1526,6 @@ static kn_rc
 kn_tun_send_head(kn_tun_req_t *req)
 {
     size_t                          i;
-    kn_rc                           rc;
     Kubenova__V1__Header           *hp[KN_TUN_MAX_HEADERS];
     Kubenova__V1__TunnelResponse    r = KUBENOVA__V1__TUNNEL_RESPONSE__INIT;
     Kubenova__V1__OperatorMessage   m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
@@ -1512,9 +1542,7 @@ kn_tun_send_head(kn_tun_req_t *req)
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_RESPONSE;
     m.tunnel_response = &r;
 
-    rc = kn_grpc_send_tunnel(req->tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(req->tun->grpc, &m);
 }
 
 
@@ -1522,7 +1550,6 @@ static kn_rc
 kn_tun_send_data(kn_tunnel_t *tun, uint64_t id, const char *p, size_t len,
     int end)
 {
-    kn_rc                          rc;
     Kubenova__V1__TunnelData       d = KUBENOVA__V1__TUNNEL_DATA__INIT;
     Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
 
@@ -1534,16 +1561,13 @@ kn_tun_send_data(kn_tunnel_t *tun, uint64_t id, const char *p, size_t len,
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_DATA;
     m.tunnel_data = &d;
 
-    rc = kn_grpc_send_tunnel(tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(tun->grpc, &m);
 }
 
 
 static kn_rc
 kn_tun_send_window(kn_tunnel_t *tun, uint64_t id, uint32_t increment)
 {
-    kn_rc                          rc;
     Kubenova__V1__TunnelWindow     w = KUBENOVA__V1__TUNNEL_WINDOW__INIT;
     Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
 
@@ -1553,16 +1577,13 @@ kn_tun_send_window(kn_tunnel_t *tun, uint64_t id, uint32_t increment)
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_WINDOW;
     m.tunnel_window = &w;
 
-    rc = kn_grpc_send_tunnel(tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(tun->grpc, &m);
 }
 
 
 static kn_rc
 kn_tun_send_cancel(kn_tunnel_t *tun, uint64_t id, const char *reason)
 {
-    kn_rc                          rc;
     Kubenova__V1__TunnelCancel     c = KUBENOVA__V1__TUNNEL_CANCEL__INIT;
     Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
 
@@ -1572,7 +1593,5 @@ kn_tun_send_cancel(kn_tunnel_t *tun, uint64_t id, const char *reason)
     m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_TUNNEL_CANCEL;
     m.tunnel_cancel = &c;
 
-    rc = kn_grpc_send_tunnel(tun->grpc, &m);
-
-    return rc == KN_DECLINED ? KN_ERROR : rc;
+    return kn_grpc_send_tunnel(tun->grpc, &m);
 }

@@ -33,6 +33,7 @@
 #include "kn_kube.h"
 #include "kn_log.h"
 #include "kn_loop.h"
+#include "kn_tenant.h"
 
 
 typedef struct kn_tunnel_s  kn_tunnel_t;
@@ -42,12 +43,14 @@ typedef struct {
     size_t   max_requests;          /* at once; past it: 503 */
     size_t   max_buffer;            /* a response held whole to be
                                        filtered (pods of all namespaces) */
+    size_t   max_message;           /* to the Manager (at least 1024) */
 } kn_tunnel_conf_t;
 
 
+/* tenants: their specs say which cluster-scoped lists they may see */
 kn_rc kn_tunnel_create(kn_loop_t *loop, const kn_log_t *log,
-    kn_kube_t *kube, kn_credentials_t *creds, kn_grpc_t *grpc,
-    const kn_tunnel_conf_t *conf, kn_tunnel_t **out);
+    kn_kube_t *kube, kn_credentials_t *creds, kn_tenant_t *tenants,
+    kn_grpc_t *grpc, const kn_tunnel_conf_t *conf, kn_tunnel_t **out);
 /* aborts every request, telling no one; before kn_kube_destroy() */
 void kn_tunnel_destroy(kn_tunnel_t *tun);
 
@@ -57,9 +60,6 @@ void kn_tunnel_message(kn_tunnel_t *tun,
 
 /* the stream ended: every request is abandoned */
 void kn_tunnel_disconnected(kn_tunnel_t *tun);
-
-/* requests now live, for logs and tests */
-size_t kn_tunnel_live(kn_tunnel_t *tun);
 
 
 #endif /* KN_TUNNEL_H */

@@ -2,6 +2,7 @@
  * Routes and filters of the kube proxy tunnel: see kn_tunnel_filter.h.
  */
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,20 +19,21 @@ typedef struct {
     const char  *group;             /* "" for the core group */
     const char  *resource;
     const char  *list_kind;
+    unsigned     visible:1;         /* a tenant may be let see it */
 } kn_tun_hidden_t;
 
 
+/* nodes never: the Operator may not read them (t/067) */
 static const kn_tun_hidden_t  kn_tun_hidden[] = {
-    { "",                  "nodes",            "NodeList" },
-    { "storage.k8s.io",    "storageclasses",   "StorageClassList" },
-    { "networking.k8s.io", "ingressclasses",   "IngressClassList" },
-    { "scheduling.k8s.io", "priorityclasses",  "PriorityClassList" },
-    { "node.k8s.io",       "runtimeclasses",   "RuntimeClassList" },
+    { "",                  "nodes",            "NodeList",          0 },
+    { "storage.k8s.io",    "storageclasses",   "StorageClassList",  1 },
+    { "networking.k8s.io", "ingressclasses",   "IngressClassList",  1 },
+    { "scheduling.k8s.io", "priorityclasses",  "PriorityClassList", 1 },
+    { "node.k8s.io",       "runtimeclasses",   "RuntimeClassList",  1 },
 };
 
 
-static int kn_tun_query_has(const char *query, const char *name,
-    const char *value);
+static int kn_tun_query_true(const char *query, const char *name);
 static int kn_tun_segment_is(const char *p, size_t len, const char *s);
 static const char *kn_tun_namespace_of(json_t *obj);
 static int kn_tun_keep_row(json_t *row, json_t *namespaces);
@@ -40,6 +42,7 @@ static int kn_tun_keep_row(json_t *row, json_t *namespaces);
 const char *
 kn_tunnel_check(const char *method, const char *path, const char *query)
 {
+    int          name;
     size_t       len, seg;
     const char  *p, *s;
     static const char  *methods[] = { "GET", "HEAD", "POST", "PUT",
@@ -96,10 +99,28 @@ kn_tunnel_check(const char *method, const char *path, const char *query)
         return "the query is longer than 8192 bytes";
     }
 
-    for (p = query; *p; p++) {
+    /*
+     * Parameter names plain: the API server decodes them, so an encoded
+     * "label%53elector" would be a second labelSelector the filters did
+     * not see.
+     */
+    for (p = query, name = 1; *p; p++) {
         if (*p <= 0x20 || *p >= 0x7f || *p == '#') {
             return "the query has a character other than printable ASCII "
                    "without #";
+        }
+
+        if (*p == '&') {
+            name = 1;
+
+        } else if (*p == '=') {
+            name = 0;
+
+        } else if (name && !isalnum((unsigned char) *p) && *p != '_'
+                   && *p != '-' && *p != '.')
+        {
+            return "a query parameter name has a character other than "
+                   "letters, digits, \"_\", \"-\" and \".\"";
         }
     }
 
@@ -111,7 +132,7 @@ void
 kn_tunnel_route(const char *method, const char *path, const char *query,
     kn_tun_route_t *route)
 {
-    size_t       i, glen, vlen;
+    size_t       i, glen, vlen, rlen;
     const char  *p, *g, *v, *r;
 
     memset(route, 0, sizeof(kn_tun_route_t));
@@ -122,21 +143,26 @@ kn_tunnel_route(const char *method, const char *path, const char *query,
         return;
     }
 
-    route->watch = kn_tun_query_has(query, "watch", "true")
-                   || kn_tun_query_has(query, "watch", "1");
+    route->watch = kn_tun_query_true(query, "watch");
 
     if (strcmp(path, "/api/v1/namespaces") == 0) {
         route->route = KN_TUN_NS_COLLECTION;
         return;
     }
 
-    if (strncmp(path, "/api/v1/namespaces/", 19) == 0
-        && strchr(path + 19, '/') == NULL)
-    {
-        route->route = KN_TUN_NS_GET;
-        route->name = path + 19;
-        route->name_len = strlen(path + 19);
-        return;
+    if (strncmp(path, "/api/v1/namespaces/", 19) == 0) {
+        p = path + 19;
+
+        for (i = 0; p[i] != '\0' && p[i] != '/'; i++) {
+            /* void */
+        }
+
+        if (i > 0 && p[i] == '\0') {
+            route->route = KN_TUN_NS_GET;
+            route->name = p;
+            route->name_len = i;
+            return;
+        }
     }
 
     if (strcmp(path, "/api/v1/pods") == 0) {
@@ -171,12 +197,24 @@ kn_tunnel_route(const char *method, const char *path, const char *query,
         return;
     }
 
+    /* <resource> or <resource>/<name> */
+    for (rlen = 0; r[rlen] != '\0' && r[rlen] != '/'; rlen++) {
+        /* void */
+    }
+
+    if (r[rlen] == '/' && strchr(r + rlen + 1, '/') != NULL) {
+        return;                         /* a subresource: as the tenant */
+    }
+
     for (i = 0; i < KN_NELEMS(kn_tun_hidden); i++) {
         if (strlen(kn_tun_hidden[i].group) == glen
             && strncmp(kn_tun_hidden[i].group, g, glen) == 0
-            && strcmp(kn_tun_hidden[i].resource, r) == 0)
+            && strlen(kn_tun_hidden[i].resource) == rlen
+            && strncmp(kn_tun_hidden[i].resource, r, rlen) == 0)
         {
-            route->route = KN_TUN_EMPTY;
+            route->route = r[rlen] == '\0' ? KN_TUN_CLUSTER_LIST
+                                            : KN_TUN_CLUSTER_GET;
+            route->resource = kn_tun_hidden[i].resource;
             route->list_kind = kn_tun_hidden[i].list_kind;
             /* "v1" or "group/version": the path holds it */
             route->api_version = glen ? g : v;
@@ -184,6 +222,35 @@ kn_tunnel_route(const char *method, const char *path, const char *query,
             return;
         }
     }
+}
+
+
+int
+kn_tunnel_cluster_visible(json_t *spec, const kn_tun_route_t *route)
+{
+    size_t       i;
+    json_t      *v;
+    const char  *s;
+
+    for (i = 0; i < KN_NELEMS(kn_tun_hidden); i++) {
+        if (kn_tun_hidden[i].resource == route->resource) {
+            break;
+        }
+    }
+
+    if (i == KN_NELEMS(kn_tun_hidden) || !kn_tun_hidden[i].visible) {
+        return 0;
+    }
+
+    json_array_foreach(json_object_get(spec, "cluster_resources"), i, v) {
+        s = json_string_value(v);
+
+        if (s != NULL && strcmp(s, route->resource) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -196,55 +263,66 @@ kn_tunnel_tenant_query(const char *query, const char *tenant, char *buf,
     const char  *p, *end, *user;
     size_t       user_len;
 
-    used = 0;
     user = NULL;
     user_len = 0;
-    buf[0] = '\0';
 
-    for (p = query; *p; p = *end ? end + 1 : end) {
-        end = strchr(p, '&');
-        if (end == NULL) {
-            end = p + strlen(p);
+    /* the caller's selector: the first one, which the API server takes */
+    for (p = query; *p && user == NULL; p = *end ? end + 1 : end) {
+        end = p + strcspn(p, "&");
+
+        if (strncmp(p, "labelSelector=", 14) == 0 && end - p > 14) {
+            user = p + 14;
+            user_len = (size_t) (end - user);
         }
+    }
+
+    /* %2F is "/", %3D "=", %2C "," */
+    n = snprintf(buf, size, "labelSelector=kubenova.io%%2Ftenant%%3D%s%s%.*s",
+                 tenant, user_len ? "%2C" : "", (int) user_len,
+                 user ? user : "");
+    if (n < 0 || (size_t) n >= size) {
+        return KN_ERROR;
+    }
+    used = (size_t) n;
+
+    /* then every other parameter, no other labelSelector */
+    for (p = query; *p; p = *end ? end + 1 : end) {
+        end = p + strcspn(p, "&");
         len = (size_t) (end - p);
 
-        if (len >= 14 && strncmp(p, "labelSelector=", 14) == 0) {
-            user = p + 14;
-            user_len = len - 14;
+        if (len == 0 || strncmp(p, "labelSelector", 13) == 0) {
             continue;
         }
 
-        if (len == 0) {
-            continue;
-        }
-
-        n = snprintf(buf + used, size - used, "%.*s&", (int) len, p);
+        n = snprintf(buf + used, size - used, "&%.*s", (int) len, p);
         if (n < 0 || (size_t) n >= size - used) {
             return KN_ERROR;
         }
         used += (size_t) n;
     }
 
-    /* %2F is "/", %3D "=", %2C "," */
-    n = snprintf(buf + used, size - used,
-                 "labelSelector=kubenova.io%%2Ftenant%%3D%s%s%.*s", tenant,
-                 user_len ? "%2C" : "", (int) user_len, user ? user : "");
-
-    return (n < 0 || (size_t) n >= size - used) ? KN_ERROR : KN_OK;
+    return KN_OK;
 }
 
 
-void
+kn_rc
 kn_tunnel_filter_list(json_t *body, json_t *namespaces)
 {
-    size_t       i;
+    size_t       i, len;
     json_t      *items, *item;
     const char  *kind, *ns;
 
     kind = json_string_value(json_object_get(body, "kind"));
 
-    if (kind != NULL && strcmp(kind, "Table") == 0) {
+    if (kind == NULL) {
+        return KN_ERROR;                /* not a List, not a Table */
+    }
+
+    if (strcmp(kind, "Table") == 0) {
         items = json_object_get(body, "rows");
+        if (!json_is_array(items)) {
+            return KN_ERROR;
+        }
 
         for (i = 0; i < json_array_size(items); /* void */) {
             if (kn_tun_keep_row(json_array_get(items, i), namespaces)) {
@@ -254,10 +332,17 @@ kn_tunnel_filter_list(json_t *body, json_t *namespaces)
             }
         }
 
-        return;
+        return KN_OK;
     }
 
+    len = strlen(kind);
     items = json_object_get(body, "items");
+
+    if (len < 4 || strcmp(kind + len - 4, "List") != 0
+        || !json_is_array(items))
+    {
+        return KN_ERROR;
+    }
 
     for (i = 0; i < json_array_size(items); /* void */) {
         item = json_array_get(items, i);
@@ -269,6 +354,8 @@ kn_tunnel_filter_list(json_t *body, json_t *namespaces)
             json_array_remove(items, i);
         }
     }
+
+    return KN_OK;
 }
 
 
@@ -292,8 +379,8 @@ kn_tunnel_filter_event(json_t *event, json_t *namespaces)
     kind = json_string_value(json_object_get(obj, "kind"));
 
     if (kind != NULL && strcmp(kind, "Table") == 0) {
-        kn_tunnel_filter_list(obj, namespaces);
-        return json_array_size(json_object_get(obj, "rows")) > 0;
+        return kn_tunnel_filter_list(obj, namespaces) == KN_OK
+               && json_array_size(json_object_get(obj, "rows")) > 0;
     }
 
     ns = kn_tun_namespace_of(obj);
@@ -333,22 +420,37 @@ kn_tunnel_status(int code, const char *reason, const char *message,
 /* helpers */
 
 
+/*
+ * The first value of the parameter decides, as in the API server, and
+ * true is what Go's strconv.ParseBool takes for true.
+ */
+
 static int
-kn_tun_query_has(const char *query, const char *name, const char *value)
+kn_tun_query_true(const char *query, const char *name)
 {
-    size_t       nlen, vlen;
-    const char  *p;
+    size_t              i, nlen, vlen;
+    const char         *p, *v;
+    static const char  *yes[] = { "1", "t", "T", "true", "TRUE", "True" };
 
     nlen = strlen(name);
-    vlen = strlen(value);
 
-    for (p = query; p != NULL && *p; p = strchr(p, '&'), p = p ? p + 1 : p) {
-        if (strncmp(p, name, nlen) == 0 && p[nlen] == '='
-            && strncmp(p + nlen + 1, value, vlen) == 0
-            && (p[nlen + 1 + vlen] == '&' || p[nlen + 1 + vlen] == '\0'))
+    for (p = query; *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : "") {
+        if (strncmp(p, name, nlen) != 0
+            || (p[nlen] != '=' && p[nlen] != '&' && p[nlen] != '\0'))
         {
-            return 1;
+            continue;
         }
+
+        v = p[nlen] == '=' ? p + nlen + 1 : p + nlen;
+        vlen = strcspn(v, "&");
+
+        for (i = 0; i < KN_NELEMS(yes); i++) {
+            if (strlen(yes[i]) == vlen && strncmp(v, yes[i], vlen) == 0) {
+                return 1;
+            }
+        }
+
+        return 0;
     }
 
     return 0;

@@ -13,7 +13,10 @@
  *                                     only the pods of the tenant's
  *                                     namespaces
  *   GET of the collections nodes, storageclasses, ingressclasses,
- *       priorityclasses, runtimeclasses: an empty list
+ *       priorityclasses, runtimeclasses: an empty list, unless the
+ *       tenant's spec lists the resource in cluster_resources (all but
+ *       nodes may be listed): then the list, the watch and the GET of one
+ *       object pass
  *
  * These are answered with the Operator's own read permission, filtered
  * here, never widened.  The functions are pure: no I/O, no allocation but
@@ -37,7 +40,10 @@ typedef enum {
     KN_TUN_NS_COLLECTION,   /* namespaces, list or watch, label forced */
     KN_TUN_NS_GET,          /* one namespace: the tenant's, or NotFound */
     KN_TUN_PODS_ALL,        /* pods of all namespaces, filtered */
-    KN_TUN_EMPTY            /* a cluster-scoped list: nothing */
+    KN_TUN_CLUSTER_LIST,    /* a cluster-scoped list: nothing, or all
+                               when the tenant may see the resource */
+    KN_TUN_CLUSTER_GET      /* one object of such a resource: as the
+                               tenant, or as the Operator when it may */
 } kn_tun_route_e;
 
 
@@ -47,9 +53,10 @@ typedef struct {
     const char     *name;           /* KN_TUN_NS_GET: the namespace
                                        (points into the path) */
     size_t          name_len;
-    const char     *list_kind;      /* KN_TUN_EMPTY: "NodeList" … */
-    const char     *api_version;    /* KN_TUN_EMPTY: "v1", "group/v1"
-                                       (points into the path) */
+    /* KN_TUN_CLUSTER_*: */
+    const char     *resource;       /* "storageclasses" … */
+    const char     *list_kind;      /* "StorageClassList" … */
+    const char     *api_version;    /* "v1", "group/v1" (into the path) */
     size_t          api_version_len;
 } kn_tun_route_t;
 
@@ -71,10 +78,18 @@ kn_rc kn_tunnel_tenant_query(const char *query, const char *tenant,
     char *buf, size_t size);
 
 /*
- * Keeps in a List (items) or a Table (rows) only the objects whose
- * metadata.namespace is a key of namespaces.
+ * Whether the tenant whose spec this is may see the cluster-scoped
+ * resource of route: it is listed in spec.cluster_resources, and is not
+ * nodes (which the Operator itself may not read).
  */
-void kn_tunnel_filter_list(json_t *body, json_t *namespaces);
+int kn_tunnel_cluster_visible(json_t *spec, const kn_tun_route_t *route);
+
+/*
+ * Keeps in a List (items) or a Table (rows) only the objects whose
+ * metadata.namespace is a key of namespaces.  KN_ERROR when body is
+ * neither: nothing of it may pass.
+ */
+kn_rc kn_tunnel_filter_list(json_t *body, json_t *namespaces);
 
 /*
  * A watch event: 1 to pass it on (possibly with Table rows removed), 0 to
