@@ -115,6 +115,8 @@ static void ngx_kubenova_kp_grant(ngx_kubenova_kp_req_t *kp);
 static void ngx_kubenova_kp_cancel(ngx_kubenova_kp_req_t *kp,
     const char *reason);
 static void ngx_kubenova_kp_detach(ngx_kubenova_kp_req_t *kp);
+static void ngx_kubenova_kp_abort(ngx_kubenova_kp_req_t *kp,
+    const char *reason, ngx_uint_t status, const char *message);
 static void ngx_kubenova_kp_fail(ngx_kubenova_kp_req_t *kp,
     ngx_uint_t status, const char *message);
 static void ngx_kubenova_kp_wake_handler(ngx_event_t *ev);
@@ -123,6 +125,10 @@ static void ngx_kubenova_kp_cleanup(void *data);
 static ngx_kubenova_kp_req_t *ngx_kubenova_kp_lookup(
     ngx_kubenova_kp_tunnels_t *tn, uint64_t id);
 
+
+static const char  ngx_kubenova_kp_broken[] =
+    "the cluster broke the tunnel protocol";
+static const char  ngx_kubenova_kp_nomem[] = "the Manager is out of memory";
 
 static const char  ngx_kubenova_kp_auth_sql[] =
     "SELECT status, tenant, role, message FROM api.kube_proxy_auth($1, $2)";
@@ -953,9 +959,8 @@ ngx_kubenova_kube_proxy_message(void **tunnels,
             || kp->body_window + m->tunnel_window->increment
                > NGX_KUBENOVA_KP_MAX_WINDOW)
         {
-            ngx_kubenova_kp_cancel(kp, "request body window overflow");
-            ngx_kubenova_kp_fail(kp, NGX_HTTP_BAD_GATEWAY,
-                                 "the cluster broke the tunnel protocol");
+            ngx_kubenova_kp_abort(kp, "request body window overflow",
+                                  NGX_HTTP_BAD_GATEWAY, ngx_kubenova_kp_broken);
             break;
         }
 
@@ -1000,9 +1005,8 @@ ngx_kubenova_kp_response(ngx_kubenova_kp_req_t *kp,
     if (kp->header_sent || kp->failed || resp->status < 100
         || resp->status > 599)
     {
-        ngx_kubenova_kp_cancel(kp, "unexpected TunnelResponse");
-        ngx_kubenova_kp_fail(kp, NGX_HTTP_BAD_GATEWAY,
-                             "the cluster broke the tunnel protocol");
+        ngx_kubenova_kp_abort(kp, "unexpected TunnelResponse",
+                              NGX_HTTP_BAD_GATEWAY, ngx_kubenova_kp_broken);
         return;
     }
 
@@ -1068,9 +1072,9 @@ ngx_kubenova_kp_response(ngx_kubenova_kp_req_t *kp,
 
 failed:
 
-    ngx_kubenova_kp_cancel(kp, "the Manager is out of memory");
-    ngx_kubenova_kp_fail(kp, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                         "the Manager is out of memory");
+    ngx_kubenova_kp_abort(kp, ngx_kubenova_kp_nomem,
+                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                          ngx_kubenova_kp_nomem);
 }
 
 
@@ -1087,10 +1091,8 @@ ngx_kubenova_kp_data(ngx_kubenova_kp_req_t *kp, Kubenova__V1__TunnelData *d)
     len = d->data.len;
 
     if (!kp->header_sent || kp->failed || kp->in_flight + len > kp->window) {
-        ngx_kubenova_kp_cancel(kp, "TunnelData out of turn or past the "
-                                   "window");
-        ngx_kubenova_kp_fail(kp, NGX_HTTP_BAD_GATEWAY,
-                             "the cluster broke the tunnel protocol");
+        ngx_kubenova_kp_abort(kp, "TunnelData out of turn or past the window",
+                              NGX_HTTP_BAD_GATEWAY, ngx_kubenova_kp_broken);
         return;
     }
 
@@ -1183,9 +1185,9 @@ ngx_kubenova_kp_data(ngx_kubenova_kp_req_t *kp, Kubenova__V1__TunnelData *d)
 
 failed:
 
-    ngx_kubenova_kp_cancel(kp, "the Manager is out of memory");
-    ngx_kubenova_kp_fail(kp, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                         "the Manager is out of memory");
+    ngx_kubenova_kp_abort(kp, ngx_kubenova_kp_nomem,
+                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                          ngx_kubenova_kp_nomem);
 }
 
 
@@ -1314,6 +1316,17 @@ ngx_kubenova_kp_cancel(ngx_kubenova_kp_req_t *kp, const char *reason)
 }
 
 
+/* the request cannot go on: the cluster hears why, the client gets status */
+
+static void
+ngx_kubenova_kp_abort(ngx_kubenova_kp_req_t *kp, const char *reason,
+    ngx_uint_t status, const char *message)
+{
+    ngx_kubenova_kp_cancel(kp, reason);
+    ngx_kubenova_kp_fail(kp, status, message);
+}
+
+
 static void
 ngx_kubenova_kp_detach(ngx_kubenova_kp_req_t *kp)
 {
@@ -1383,9 +1396,9 @@ ngx_kubenova_kp_timeout_handler(ngx_event_t *ev)
 {
     ngx_kubenova_kp_req_t  *kp = ev->data;
 
-    ngx_kubenova_kp_cancel(kp, "no answer within kubenova_kube_proxy_timeout");
-    ngx_kubenova_kp_fail(kp, NGX_HTTP_GATEWAY_TIME_OUT,
-                         "the cluster did not answer in time");
+    ngx_kubenova_kp_abort(kp, "no answer within kubenova_kube_proxy_timeout",
+                          NGX_HTTP_GATEWAY_TIME_OUT,
+                          "the cluster did not answer in time");
 }
 
 

@@ -42,7 +42,10 @@ static ngx_int_t ngx_kubenova_kp_route_zone_init(ngx_shm_zone_t *zone,
 static ngx_http_addr_conf_t *ngx_kubenova_kp_route_addr_conf(
     ngx_cycle_t *cycle, ngx_http_core_srv_conf_t *cscf);
 static u_char *ngx_kubenova_kp_route_path(u_char *buf, ngx_pid_t pid);
-static ngx_uint_t ngx_kubenova_kp_route_location_exists(ngx_http_request_t *r);
+static ngx_kubenova_kp_route_sh_t *ngx_kubenova_kp_route_registry(
+    ngx_slab_pool_t **shpool);
+static ngx_uint_t ngx_kubenova_kp_route_location_exists(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_kubenova_kp_route_owner_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -184,8 +187,7 @@ ngx_kubenova_kp_route_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    conf = ngx_kubenova_kp_route_addr_conf(cycle,
-                              (ngx_http_core_srv_conf_t *) kmcf->kube_proxy_srv);
+    conf = ngx_kubenova_kp_route_addr_conf(cycle, kmcf->kube_proxy_srv);
     if (conf == NULL) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "kubenova: the kube proxy's server is no listen's "
@@ -367,6 +369,26 @@ ngx_kubenova_kp_route_path(u_char *buf, ngx_pid_t pid)
 /* the registry */
 
 
+/* this cycle's, or NULL without a kube proxy */
+
+static ngx_kubenova_kp_route_sh_t *
+ngx_kubenova_kp_route_registry(ngx_slab_pool_t **shpool)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_kubenova_module);
+
+    if (kmcf == NULL || kmcf->kube_proxy_zone == NULL) {
+        return NULL;
+    }
+
+    *shpool = (ngx_slab_pool_t *) kmcf->kube_proxy_zone->shm.addr;
+
+    return kmcf->kube_proxy_zone->data;
+}
+
+
 void
 ngx_kubenova_kp_route_set(ngx_str_t *cluster)
 {
@@ -375,17 +397,12 @@ ngx_kubenova_kp_route_set(ngx_str_t *cluster)
     ngx_str_node_t                 *sn;
     ngx_kubenova_kp_route_sh_t     *sh;
     ngx_kubenova_kp_route_node_t   *node;
-    ngx_http_kubenova_main_conf_t  *kmcf;
 
-    kmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_kubenova_module);
-
-    if (kmcf == NULL || kmcf->kube_proxy_zone == NULL) {
+    sh = ngx_kubenova_kp_route_registry(&shpool);
+    if (sh == NULL) {
         return;
     }
 
-    shpool = (ngx_slab_pool_t *) kmcf->kube_proxy_zone->shm.addr;
-    sh = kmcf->kube_proxy_zone->data;
     hash = ngx_crc32_short(cluster->data, cluster->len);
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -429,17 +446,11 @@ ngx_kubenova_kp_route_unset(ngx_str_t *cluster)
     ngx_slab_pool_t                *shpool;
     ngx_str_node_t                 *sn;
     ngx_kubenova_kp_route_sh_t     *sh;
-    ngx_http_kubenova_main_conf_t  *kmcf;
 
-    kmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_kubenova_module);
-
-    if (kmcf == NULL || kmcf->kube_proxy_zone == NULL) {
+    sh = ngx_kubenova_kp_route_registry(&shpool);
+    if (sh == NULL) {
         return;
     }
-
-    shpool = (ngx_slab_pool_t *) kmcf->kube_proxy_zone->shm.addr;
-    sh = kmcf->kube_proxy_zone->data;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -472,14 +483,13 @@ ngx_kubenova_kp_route_forward(ngx_http_request_t *r, ngx_str_t *cluster)
 
     /* relayed once at most: the owner lost the stream meanwhile */
 
-    if (ngx_kubenova_kp_route_ls == NULL || kmcf->kube_proxy_zone == NULL
+    sh = ngx_kubenova_kp_route_registry(&shpool);
+
+    if (ngx_kubenova_kp_route_ls == NULL || sh == NULL
         || r->connection->listening == ngx_kubenova_kp_route_ls)
     {
         return NGX_DECLINED;
     }
-
-    shpool = (ngx_slab_pool_t *) kmcf->kube_proxy_zone->shm.addr;
-    sh = kmcf->kube_proxy_zone->data;
 
     ngx_shmtx_lock(&shpool->mutex);
 
