@@ -5,6 +5,7 @@ use warnings;
 
 use Test::More;
 use File::Temp qw(tempdir);
+use MIME::Base64 ();
 
 use KubeNova::Gateway qw(free_port wait_until);
 use KubeNova::K8s;
@@ -24,11 +25,17 @@ system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
        . "-keyout $dir/proxy.key -out $dir/proxy.crt >/dev/null 2>&1") == 0
     or BAIL_OUT('openssl cannot make a certificate');
 
+# the Operator-issued kubeconfigs are stored sealed with this key
+open my $kf, '>', "$dir/secret.key" or die $!;
+print $kf MIME::Base64::encode_base64(join('', map { chr int rand 256 } 1 .. 32), '');
+close $kf;
+
 my $kp_port = free_port();
 my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => 2,
     master_process => 1, log_level => 'warn', worker_connections => 1024,
     http_config => join "\n",
     "kubenova_kube_proxy_url https://127.0.0.1:$kp_port/k8s;",
+    "kubenova_secret_key_file $dir/secret.key;",
     'server {',
     "    listen 127.0.0.1:$kp_port ssl;",
     "    ssl_certificate $dir/proxy.crt;",
