@@ -50,9 +50,9 @@ my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => 2,
     master_process => 1, http_config => join "\n",
     "kubenova_kube_proxy_url https://127.0.0.1:$kp_port/k8s;",
     "kubenova_kube_proxy_ca_file $dir/proxy.crt;",
-    'log_format kp77 "$remote_addr $pid $status $request_method $uri";',
+    'log_format kp77 "$remote_addr $pid $status $request_method $uri $server_protocol";',
     'server {',
-    "    listen 127.0.0.1:$kp_port ssl;",
+    "    listen 127.0.0.1:$kp_port ssl http2;",
     "    ssl_certificate $dir/proxy.crt;",
     "    ssl_certificate_key $dir/proxy.key;",
     '    access_log logs/kp77.log kp77;',
@@ -289,6 +289,9 @@ wait_until(sub {
 is $relayed, $elsewhere,
     "what landed on the other worker ($elsewhere) was relayed to the owner";
 diag "kubectl requests: " . scalar(@lines) . ", relayed: $relayed";
+ok((grep { m{^127\.0\.0\.1 .* HTTP/2\.0$} } @lines)
+   && (grep { m{^unix: .* HTTP/1\.1$} } @lines),
+   'kubectl spoke HTTP/2 over TLS; the relay HTTP/1.1');
 
 # --- the Operator gone ------------------------------------------------------
 
