@@ -211,6 +211,14 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_main_conf_t, kube_proxy_url),
       NULL },
 
+    /* this node's kube proxy, as the other Manager nodes reach it */
+    { ngx_string("kubenova_kube_proxy_node_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, kube_proxy_node_url),
+      NULL },
+
     /* the CA that proxy kubeconfigs trust for the proxy's TLS certificate */
     { ngx_string("kubenova_kube_proxy_ca_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,

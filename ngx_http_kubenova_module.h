@@ -33,6 +33,7 @@ typedef struct {
 
     ngx_str_t                 kube_proxy_url; /* kubenova_kube_proxy_url */
     ngx_str_t                 kube_proxy_ca;  /* base64 PEM, kubeconfigs */
+    ngx_str_t                 kube_proxy_node_url;  /* this node's, peers */
     ngx_shm_zone_t           *kube_proxy_zone;   /* cluster -> worker */
     void                     *kube_proxy_srv;    /* its server's core conf */
     ngx_int_t                 kube_proxy_owner_var;

@@ -57,6 +57,7 @@ typedef struct {
     ngx_str_t                        cluster;     /* NUL-terminated */
     ngx_str_t                        path;
     ngx_str_t                        role;
+    ngx_str_t                        node_url;    /* the stream's node */
 
     /* authentication, in the rewrite phase */
     ngx_kubenova_pg_query_t          query;
@@ -131,7 +132,8 @@ static const char  ngx_kubenova_kp_broken[] =
 static const char  ngx_kubenova_kp_nomem[] = "the Manager is out of memory";
 
 static const char  ngx_kubenova_kp_auth_sql[] =
-    "SELECT status, tenant, role, message FROM api.kube_proxy_auth($1, $2)";
+    "SELECT status, tenant, role, message, node_url "
+    "FROM api.kube_proxy_auth($1, $2)";
 
 
 /* authentication */
@@ -372,7 +374,7 @@ ngx_kubenova_kp_auth_done(void *data, ngx_int_t rc, PGresult *res)
     }
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1
-        || PQnfields(res) != 4)
+        || PQnfields(res) != 5)
     {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "kubenova: kube proxy authentication failed: %s",
@@ -411,6 +413,15 @@ ngx_kubenova_kp_auth_done(void *data, ngx_int_t rc, PGresult *res)
         if (kp->auth_message) {
             ngx_memcpy((u_char *) kp->auth_message, PQgetvalue(res, 0, 3),
                        len + 1);
+        }
+    }
+
+    if (!PQgetisnull(res, 0, 4)) {
+        len = PQgetlength(res, 0, 4);
+        kp->node_url.data = ngx_pnalloc(r->pool, len);
+        if (kp->node_url.data) {
+            ngx_memcpy(kp->node_url.data, PQgetvalue(res, 0, 4), len);
+            kp->node_url.len = len;
         }
     }
 
@@ -515,7 +526,8 @@ ngx_kubenova_kube_proxy_handler(ngx_http_request_t *r)
     s = ngx_kubenova_gateway_stream(kmcf->gateway, &kp->cluster);
 
     if (s == NULL
-        && ngx_kubenova_kp_route_forward(r, &kp->cluster) == NGX_DONE)
+        && ngx_kubenova_kp_route_forward(r, &kp->cluster, &kp->node_url)
+           == NGX_DONE)
     {
         return NGX_DONE;        /* another worker has the stream */
     }
@@ -746,14 +758,18 @@ ngx_kubenova_kp_header_passes(ngx_str_t *name)
         ngx_null_string
     };
 
-    /* identities the apiserver would honour: never from a client */
+    /* identities the apiserver would honour: never from a client; nor
+     * the Manager's own (X-KubeNova-Relayed) */
 
     if ((name->len >= sizeof("impersonate-") - 1
          && ngx_strncasecmp(name->data, (u_char *) "impersonate-",
                             sizeof("impersonate-") - 1) == 0)
         || (name->len >= sizeof("x-remote-") - 1
             && ngx_strncasecmp(name->data, (u_char *) "x-remote-",
-                               sizeof("x-remote-") - 1) == 0))
+                               sizeof("x-remote-") - 1) == 0)
+        || (name->len >= sizeof("x-kubenova-") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "x-kubenova-",
+                               sizeof("x-kubenova-") - 1) == 0))
     {
         return 0;
     }

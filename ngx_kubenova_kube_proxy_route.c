@@ -30,6 +30,13 @@ typedef struct {
 } ngx_kubenova_kp_route_sh_t;
 
 
+/* a registration in PostgreSQL, which outlives whatever asked for it */
+typedef struct {
+    ngx_kubenova_pg_query_t       query;
+    const char                   *params[2];
+} ngx_kubenova_kp_route_db_t;
+
+
 typedef struct {
     ngx_str_node_t                sn;          /* key: the cluster */
     ngx_pid_t                     pid;         /* the stream's worker */
@@ -46,6 +53,10 @@ static ngx_kubenova_kp_route_sh_t *ngx_kubenova_kp_route_registry(
     ngx_slab_pool_t **shpool);
 static ngx_uint_t ngx_kubenova_kp_route_location_exists(
     ngx_http_request_t *r);
+static ngx_uint_t ngx_kubenova_kp_route_relayed(ngx_http_request_t *r);
+static void ngx_kubenova_kp_route_db(const char *sql, ngx_str_t *cluster);
+static void ngx_kubenova_kp_route_db_done(void *data, ngx_int_t rc,
+    PGresult *res);
 static ngx_int_t ngx_kubenova_kp_route_owner_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -56,6 +67,11 @@ static ngx_str_t  ngx_kubenova_kp_route_var_name =
     ngx_string("kubenova_kube_proxy_owner");
 static ngx_str_t  ngx_kubenova_kp_route_location =
     ngx_string("@kubenova_kube_proxy_forward");
+
+static const char  ngx_kubenova_kp_route_set_sql[] =
+    "SELECT api.kube_proxy_route_set($1, $2)";
+static const char  ngx_kubenova_kp_route_unset_sql[] =
+    "SELECT api.kube_proxy_route_unset($1, $2)";
 
 /* this worker's forwarding socket (process state, after fork) */
 static ngx_listening_t  *ngx_kubenova_kp_route_ls;
@@ -413,6 +429,7 @@ ngx_kubenova_kp_route_set(ngx_str_t *cluster)
         node = (ngx_kubenova_kp_route_node_t *) sn;
         node->pid = ngx_pid;
         ngx_shmtx_unlock(&shpool->mutex);
+        ngx_kubenova_kp_route_db(ngx_kubenova_kp_route_set_sql, cluster);
         return;
     }
 
@@ -437,6 +454,9 @@ ngx_kubenova_kp_route_set(ngx_str_t *cluster)
     ngx_rbtree_insert(&sh->rbtree, &node->sn.node);
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    /* and for the other Manager nodes */
+    ngx_kubenova_kp_route_db(ngx_kubenova_kp_route_set_sql, cluster);
 }
 
 
@@ -457,22 +477,90 @@ ngx_kubenova_kp_route_unset(ngx_str_t *cluster)
     sn = ngx_str_rbtree_lookup(&sh->rbtree, cluster,
                                ngx_crc32_short(cluster->data, cluster->len));
 
-    /* a newer stream on another worker keeps its entry */
+    /* a newer stream on another worker keeps its entry, and the node's */
 
     if (sn && ((ngx_kubenova_kp_route_node_t *) sn)->pid == ngx_pid) {
         ngx_rbtree_delete(&sh->rbtree, &sn->node);
         ngx_slab_free_locked(shpool, sn);
+        sn = NULL;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    if (sn == NULL) {
+        ngx_kubenova_kp_route_db(ngx_kubenova_kp_route_unset_sql, cluster);
+    }
+}
+
+
+/* fire and forget: the row is a hint, the owner checks every request */
+
+static void
+ngx_kubenova_kp_route_db(const char *sql, ngx_str_t *cluster)
+{
+    u_char                         *p;
+    ngx_kubenova_kp_route_db_t     *d;
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_kubenova_module);
+
+    if (kmcf->kube_proxy_node_url.len == 0 || kmcf->pool == NULL) {
+        return;
+    }
+
+    d = ngx_calloc(sizeof(ngx_kubenova_kp_route_db_t) + cluster->len
+                   + kmcf->kube_proxy_node_url.len + 2, ngx_cycle->log);
+    if (d == NULL) {
+        return;
+    }
+
+    p = (u_char *) (d + 1);
+    d->params[0] = (char *) p;
+    p = ngx_cpymem(p, cluster->data, cluster->len);
+    *p++ = '\0';
+    d->params[1] = (char *) p;
+    p = ngx_cpymem(p, kmcf->kube_proxy_node_url.data,
+                   kmcf->kube_proxy_node_url.len);
+    *p = '\0';
+
+    d->query.sql = sql;
+    d->query.nparams = 2;
+    d->query.values = d->params;
+    d->query.done = ngx_kubenova_kp_route_db_done;
+    d->query.data = d;
+    d->query.lease.log = ngx_cycle->log;
+
+    if (ngx_kubenova_pg_query(kmcf->pool, &d->query) != NGX_AGAIN) {
+        ngx_free(d);
+    }
+}
+
+
+static void
+ngx_kubenova_kp_route_db_done(void *data, ngx_int_t rc, PGresult *res)
+{
+    ngx_kubenova_kp_route_db_t  *d = data;
+
+    if (rc != NGX_OK || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "kubenova: the kube proxy route of cluster \"%s\" "
+                      "was not recorded: %s", d->params[0],
+                      rc != NGX_OK ? ngx_kubenova_pg_strerror(rc)
+                                   : PQresultErrorMessage(res));
+    }
+
+    ngx_free(d);
 }
 
 
 ngx_int_t
-ngx_kubenova_kp_route_forward(ngx_http_request_t *r, ngx_str_t *cluster)
+ngx_kubenova_kp_route_forward(ngx_http_request_t *r, ngx_str_t *cluster,
+    ngx_str_t *node_url)
 {
     u_char                         *p;
     ngx_pid_t                       pid;
+    ngx_str_t                       url;
     ngx_slab_pool_t                *shpool;
     ngx_str_node_t                 *sn;
     ngx_http_variable_value_t      *vv;
@@ -481,56 +569,120 @@ ngx_kubenova_kp_route_forward(ngx_http_request_t *r, ngx_str_t *cluster)
 
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
 
-    /* relayed once at most: the owner lost the stream meanwhile */
+    /*
+     * Relayed once between workers at most, and once between nodes: a
+     * request relayed from another node may still go to another worker.
+     */
 
+    pid = 0;
     sh = ngx_kubenova_kp_route_registry(&shpool);
 
-    if (ngx_kubenova_kp_route_ls == NULL || sh == NULL
-        || r->connection->listening == ngx_kubenova_kp_route_ls)
+    if (sh && ngx_kubenova_kp_route_ls
+        && r->connection->listening != ngx_kubenova_kp_route_ls)
     {
-        return NGX_DECLINED;
+        ngx_shmtx_lock(&shpool->mutex);
+
+        sn = ngx_str_rbtree_lookup(&sh->rbtree, cluster,
+                                   ngx_crc32_short(cluster->data,
+                                                   cluster->len));
+        pid = sn ? ((ngx_kubenova_kp_route_node_t *) sn)->pid : 0;
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        /* a worker that died with its stream has no socket to answer on */
+
+        if (pid == ngx_pid || (pid && kill(pid, 0) == -1 && errno == ESRCH)) {
+            pid = 0;
+        }
     }
 
-    ngx_shmtx_lock(&shpool->mutex);
+    if (pid) {
+        url.data = ngx_pnalloc(r->pool, sizeof("http://unix::")
+                                        + ngx_cycle->prefix.len
+                                        + sizeof("kubenova-kp-.sock")
+                                        + NGX_INT64_LEN);
+        if (url.data == NULL) {
+            return NGX_DECLINED;
+        }
 
-    sn = ngx_str_rbtree_lookup(&sh->rbtree, cluster,
-                               ngx_crc32_short(cluster->data, cluster->len));
-    pid = sn ? ((ngx_kubenova_kp_route_node_t *) sn)->pid : 0;
+        p = ngx_cpymem(url.data, "http://unix:", sizeof("http://unix:") - 1);
+        p = ngx_kubenova_kp_route_path(p, pid);
+        *p++ = ':';
+        url.len = p - url.data;
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    } else if (node_url->len && !ngx_kubenova_kp_route_relayed(r)
+               && !(node_url->len == kmcf->kube_proxy_node_url.len
+                    && ngx_strncmp(node_url->data,
+                                   kmcf->kube_proxy_node_url.data,
+                                   node_url->len) == 0))
+    {
+        /* another Manager node, as the database says */
+        url = *node_url;
+
+    } else {
+        return NGX_DECLINED;
+    }
 
     if (!ngx_kubenova_kp_route_location_exists(r)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "kubenova: cluster \"%V\" has its stream on worker "
-                      "%P, but there is no location %V to relay to",
-                      cluster, pid, &ngx_kubenova_kp_route_location);
-        return NGX_DECLINED;
-    }
-
-    /* a worker that died with its stream has no socket to answer on */
-
-    if (pid == 0 || pid == ngx_pid || (kill(pid, 0) == -1 && errno == ESRCH)) {
-        return NGX_DECLINED;
-    }
-
-    p = ngx_pnalloc(r->pool, ngx_cycle->prefix.len
-                             + sizeof("kubenova-kp-.sock") + NGX_INT64_LEN);
-    if (p == NULL) {
+                      "kubenova: the stream of cluster \"%V\" is at \"%V\", "
+                      "but there is no location %V to relay to",
+                      cluster, &url, &ngx_kubenova_kp_route_location);
         return NGX_DECLINED;
     }
 
     vv = &r->variables[kmcf->kube_proxy_owner_var];
-    vv->data = p;
-    vv->len = ngx_kubenova_kp_route_path(p, pid) - p;
+    vv->data = url.data;
+    vv->len = url.len;
     vv->valid = 1;
     vv->no_cacheable = 0;
     vv->not_found = 0;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "kubenova: kube proxy request for \"%V\" relayed to "
-                   "worker %P", cluster, pid);
+                   "kubenova: kube proxy request for \"%V\" relayed to %V",
+                   cluster, &url);
 
     return ngx_http_named_location(r, &ngx_kubenova_kp_route_location);
+}
+
+
+/* came in on this worker's socket, or from another Manager node */
+
+static ngx_uint_t
+ngx_kubenova_kp_route_relayed(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (ngx_kubenova_kp_route_ls
+        && r->connection->listening == ngx_kubenova_kp_route_ls)
+    {
+        return 1;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-KubeNova-Relayed") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-KubeNova-Relayed",
+                               h[i].key.len) == 0)
+        {
+            return 1;
+        }
+    }
 }
 
 

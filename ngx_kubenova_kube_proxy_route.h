@@ -6,6 +6,8 @@
  * proxy's own server configuration answers.  A worker without the stream
  * relays the request there with nginx's proxy module (the named location
  * @kubenova_kube_proxy_forward, proxy_pass to $kubenova_kube_proxy_owner).
+ * Between Manager nodes the same way: the owner node registers its URL
+ * (kubenova_kube_proxy_node_url) in PostgreSQL, kube_proxy_routes.
  */
 
 #ifndef _NGX_KUBENOVA_KUBE_PROXY_ROUTE_H_INCLUDED_
@@ -31,11 +33,12 @@ void ngx_kubenova_kp_route_unset(ngx_str_t *cluster);
 
 /*
  * For a request whose cluster has no stream here: NGX_DONE (relayed to the
- * owner), or NGX_DECLINED (nobody has it, or the request was relayed
- * already, or relaying is not configured).
+ * owner worker, or to node_url, the node the database names), or
+ * NGX_DECLINED (nobody has it, or the request was relayed already, or
+ * relaying is not configured).
  */
 ngx_int_t ngx_kubenova_kp_route_forward(ngx_http_request_t *r,
-    ngx_str_t *cluster);
+    ngx_str_t *cluster, ngx_str_t *node_url);
 
 
 #endif /* _NGX_KUBENOVA_KUBE_PROXY_ROUTE_H_INCLUDED_ */

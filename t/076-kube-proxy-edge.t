@@ -70,7 +70,8 @@ sub start_request {
     my (%a) = @_;
     my $s = IO::Socket::INET->new(Proto => 'tcp') or die "socket: $!";
     setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096) if $a{small_buffer};
-    $s->connect(pack_sockaddr_in($kp_port, inet_aton('127.0.0.1')))
+    $s->connect(pack_sockaddr_in($a{port} // $kp_port,
+                                 inet_aton('127.0.0.1')))
         or die "connect: $!";
     my $req = ($a{method} // 'GET') . " $a{path} HTTP/1.1\r\n"
               . "Host: localhost\r\n";
@@ -458,6 +459,7 @@ $gw->stop;
 $kp_port = free_port();
 $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
     http_config => join "\n",
+    "kubenova_kube_proxy_node_url http://127.0.0.1:$kp_port;",
     'log_format kp_route "$remote_addr $pid $status $request_uri";',
     'server {',
     "    listen 127.0.0.1:$kp_port;",
@@ -466,7 +468,8 @@ $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
     '        kubenova_kube_proxy;',
     '    }',
     '    location @kubenova_kube_proxy_forward {',
-    '        proxy_pass http://unix:$kubenova_kube_proxy_owner:;',
+    '        proxy_pass $kubenova_kube_proxy_owner;',
+    '        proxy_set_header X-KubeNova-Relayed 1;',
     '        proxy_http_version 1.1;',
     '        proxy_buffering off;',
     '        proxy_request_buffering off;',
@@ -531,8 +534,57 @@ ok $routed && $routed == $elsewhere,
     "requests that landed on the other worker ($elsewhere) were relayed to "
     . "the owner ($routed)" or diag join "\n", @lines;
 
+# --- another Manager node: relayed to the one the database names ----------
+
+is psql("SELECT node_url FROM kube_proxy_routes WHERE cluster = 't76-c1'"),
+    "http://127.0.0.1:$kp_port", 'the owner node registered its URL';
+
+my $b_port = free_port();
+my $node_b = KubeNova::Gateway->start(api_only => 1,
+    servroot => File::Temp::tempdir(CLEANUP => 1),
+    http_config => join "\n",
+    "kubenova_kube_proxy_node_url http://127.0.0.1:$b_port;",
+    'server {',
+    "    listen 127.0.0.1:$b_port;",
+    '    location /k8s/ { kubenova_kube_proxy; }',
+    '    location @kubenova_kube_proxy_forward {',
+    '        proxy_pass $kubenova_kube_proxy_owner;',
+    '        proxy_set_header X-KubeNova-Relayed 1;',
+    '        proxy_http_version 1.1;',
+    '        proxy_buffering off;',
+    '        proxy_request_buffering off;',
+    '    }',
+    '}');
+{
+    my $s = start_request(path => "$base/version?node=b", token => $token{beta},
+                          port => $b_port,
+                          headers => {'X-KubeNova-Hop' => 'forged'});
+    my $m = $op->msg('s3', 'tunnel_request', 10);
+    ok $m, 'a request to another node reaches the stream';
+    ok $m && !grep({ $_->{name} =~ /^x-kubenova-/ } @{ $m->{msg}{headers} }),
+        '... without X-KubeNova-* headers';
+    $op->send('s3', {tunnel_response => {id => $m->{msg}{id}, status => 200}})
+        if $m;
+    $op->send('s3', {tunnel_data => {id => $m->{msg}{id}, data => b64('from a'),
+                                     end => json_true}}) if $m;
+    $r = parse_response(read_some($s, 10));
+    is "$r->{status} $r->{body}", '200 from a', '... and the answer comes back';
+
+    $r = request(path => "$base/version", token => $token{beta},
+                 port => $b_port, headers => {'X-KubeNova-Relayed' => '1'});
+    is_status $r, 503, 'ServiceUnavailable',
+        'a request that says it was relayed is not relayed again';
+}
+
 $op->cancel('s3');
 ok $op->end('s3', 10), 'Operator gone';
+ok wait_until(sub {
+    psql("SELECT count(*) FROM kube_proxy_routes WHERE cluster = 't76-c1'")
+        == 0 }, 10), 'its route is removed';
+is_status request(path => "$base/version", token => $token{beta},
+                  port => $b_port),
+    503, 'ServiceUnavailable', 'the other node answers 503 then';
+$node_b->stop;
 ok wait_until(sub {
     request(path => "$base/version", token => $token{beta})->{status} == 503
         && request(path => "$base/version", token => $token{beta})->{status}

@@ -2,16 +2,19 @@
 -- The kube proxy's edge (ngx_kubenova_kube_proxy.c): who may reach which
 -- cluster's Kubernetes API through /k8s/clusters/{cluster}/.
 --
---   SELECT status, tenant, role, message FROM api.kube_proxy_auth($1, $2)
+--   SELECT status, tenant, role, message, node_url
+--   FROM api.kube_proxy_auth($1, $2)
 --
 -- status is the HTTP status the edge answers (200: go on with tenant and
--- role); message says why not.  A tenant user's token reaches the clusters
+-- role); message says why not; node_url is the Manager node that holds the
+-- cluster's stream (kube_proxy_routes), for a node that does not.  A tenant user's token reaches the clusters
 -- its tenant is placed on; a proxy kubeconfig's token (tokens.kube_cluster)
 -- only its own cluster, with its own role, never more than its user's.
 ------------------------------------------------------------------------
 
 CREATE FUNCTION api.kube_proxy_auth(token_hash text, cluster_name text)
-RETURNS TABLE (status integer, tenant text, role text, message text)
+RETURNS TABLE (status integer, tenant text, role text, message text,
+               node_url text)
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -21,7 +24,7 @@ DECLARE
 BEGIN
     IF hash IS NULL OR hash !~ api.pattern('token_hash') THEN
         RETURN QUERY SELECT 401, NULL::text, NULL::text,
-                            'missing or invalid bearer token';
+                            'missing or invalid bearer token', NULL::text;
         RETURN;
     END IF;
 
@@ -37,19 +40,20 @@ BEGIN
 
     IF NOT FOUND THEN
         RETURN QUERY SELECT 401, NULL::text, NULL::text,
-                            'missing or invalid bearer token';
+                            'missing or invalid bearer token', NULL::text;
         RETURN;
     END IF;
 
     IF tok.user_tenant IS NULL THEN
         RETURN QUERY SELECT 403, NULL::text, NULL::text,
-            'the kube proxy serves tenant users; admins use the cluster''s own credentials';
+            'the kube proxy serves tenant users; admins use the cluster''s own credentials',
+            NULL::text;
         RETURN;
     END IF;
 
     IF tok.kube_cluster IS NOT NULL AND tok.kube_cluster <> cluster_name THEN
         RETURN QUERY SELECT 403, tok.user_tenant, NULL::text,
-            'this token belongs to a kubeconfig of another cluster';
+            'this token belongs to a kubeconfig of another cluster', NULL::text;
         RETURN;
     END IF;
 
@@ -59,13 +63,13 @@ BEGIN
     THEN
         RETURN QUERY SELECT 404, tok.user_tenant, NULL::text,
             'tenant ' || tok.user_tenant || ' is not placed on cluster '
-            || cluster_name;
+            || cluster_name, NULL::text;
         RETURN;
     END IF;
 
     IF tok.suspended THEN
         RETURN QUERY SELECT 403, tok.user_tenant, NULL::text,
-            'tenant ' || tok.user_tenant || ' is suspended';
+            'tenant ' || tok.user_tenant || ' is suspended', NULL::text;
         RETURN;
     END IF;
 
@@ -77,7 +81,9 @@ BEGIN
         UPDATE tokens SET last_used_at = now() WHERE id = tok.id;
     END IF;
 
-    RETURN QUERY SELECT 200, tok.user_tenant, eff, NULL::text;
+    RETURN QUERY SELECT 200, tok.user_tenant, eff, NULL::text,
+        (SELECT r.node_url FROM kube_proxy_routes r
+         WHERE r.cluster = cluster_name);
 END
 $$;
 
@@ -99,4 +105,25 @@ BEGIN
             role_name);
     RETURN secret;
 END
+$$;
+
+-- The stream of a cluster is on this node now (the newest stream wins) ...
+CREATE FUNCTION api.kube_proxy_route_set(cluster_name text, url text)
+RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, public, pg_temp AS $$
+    INSERT INTO kube_proxy_routes AS r (cluster, node_url)
+    SELECT cluster_name, url WHERE EXISTS (SELECT 1 FROM clusters c
+                                           WHERE c.name = cluster_name)
+    ON CONFLICT (cluster) DO UPDATE SET node_url = excluded.node_url,
+                                        updated_at = now()
+    RETURNING true
+$$;
+
+-- ... and no longer (unless a newer stream registered another node).
+CREATE FUNCTION api.kube_proxy_route_unset(cluster_name text, url text)
+RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, public, pg_temp AS $$
+    DELETE FROM kube_proxy_routes r
+    WHERE r.cluster = cluster_name AND r.node_url = url
+    RETURNING true
 $$;
