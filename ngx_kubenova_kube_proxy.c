@@ -563,10 +563,11 @@ ngx_kubenova_kube_proxy_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    /* until the answer: notice a client that goes away */
+    /* until the answer: notice a client that goes away, never rerun */
 
     r->main->count++;
     r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
 
     return NGX_DONE;
 }
