@@ -31,8 +31,10 @@ print $kf MIME::Base64::encode_base64(join('', map { chr int rand 256 } 1 .. 32)
 close $kf;
 
 my $kp_port = free_port();
-my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => 2,
+my $workers = $ENV{BENCH_WORKERS} || 2;
+my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => $workers,
     master_process => 1, log_level => 'warn', worker_connections => 1024,
+    pool => 16,
     http_config => join "\n",
     "kubenova_kube_proxy_url https://127.0.0.1:$kp_port/k8s;",
     "kubenova_secret_key_file $dir/secret.key;",
@@ -115,7 +117,7 @@ for my $how (qw(direct manager)) {
 }
 
 diag sprintf "kube proxy: GET %s (20 configmaps), %d s per figure, "
-             . "2 Manager workers, TLS both ways", $path, $secs;
+             . "%d Manager worker(s), TLS both ways", $path, $secs, $workers;
 for my $how (qw(direct manager)) {
     diag sprintf "  %-8s median %7.2f ms   p99 %7.2f ms   %8.0f req/s at 32 "
                  . "clients", $how, $lat{$how}{p50}, $lat{$how}{p99},
