@@ -203,6 +203,14 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_max_requests),
       &ngx_http_kubenova_kube_proxy_max_bounds },
 
+    /* how long a token's answer is reused (0: ask the database each time) */
+    { ngx_string("kubenova_kube_proxy_auth_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_auth_cache),
+      NULL },
+
     /* the proxy's URL in proxy kubeconfigs (default: from the Host header) */
     { ngx_string("kubenova_kube_proxy_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -318,6 +326,7 @@ ngx_http_kubenova_create_loc_conf(ngx_conf_t *cf)
     klcf->kube_proxy_timeout = NGX_CONF_UNSET_MSEC;
     klcf->kube_proxy_window = NGX_CONF_UNSET_SIZE;
     klcf->kube_proxy_max_requests = NGX_CONF_UNSET_UINT;
+    klcf->kube_proxy_auth_cache = NGX_CONF_UNSET_MSEC;
 
     return klcf;
 }
@@ -342,6 +351,8 @@ ngx_http_kubenova_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->kube_proxy_window, 256 * 1024);
     ngx_conf_merge_uint_value(conf->kube_proxy_max_requests,
                               prev->kube_proxy_max_requests, 256);
+    ngx_conf_merge_msec_value(conf->kube_proxy_auth_cache,
+                              prev->kube_proxy_auth_cache, 5000);
 
     if (conf->kube_proxy_window < 4096
         || conf->kube_proxy_window > 16 * 1024 * 1024)

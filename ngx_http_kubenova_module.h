@@ -56,6 +56,7 @@ typedef struct {
     ngx_msec_t                kube_proxy_timeout;
     size_t                    kube_proxy_window;
     ngx_uint_t                kube_proxy_max_requests;
+    ngx_msec_t                kube_proxy_auth_cache;
 } ngx_http_kubenova_loc_conf_t;
 
 

@@ -36,6 +36,7 @@
 #define NGX_KUBENOVA_KP_MAX_HEADERS    100
 #define NGX_KUBENOVA_KP_CLUSTER_LEN    63
 #define NGX_KUBENOVA_KP_CA_MAX         (64 * 1024)
+#define NGX_KUBENOVA_KP_CACHE_MAX      4096        /* answers per worker */
 
 
 /* one stream's requests */
@@ -58,6 +59,7 @@ typedef struct {
     ngx_str_t                        path;
     ngx_str_t                        role;
     ngx_str_t                        node_url;    /* the stream's node */
+    ngx_str_t                        cache_key;
 
     /* authentication, in the rewrite phase */
     ngx_kubenova_pg_query_t          query;
@@ -95,6 +97,10 @@ static ngx_int_t ngx_kubenova_kp_parse(ngx_http_request_t *r,
     ngx_kubenova_kp_req_t *kp);
 static void ngx_kubenova_kp_auth_done(void *data, ngx_int_t rc,
     PGresult *res);
+static ngx_int_t ngx_kubenova_kp_cache_get(ngx_http_request_t *r,
+    ngx_kubenova_kp_req_t *kp, ngx_str_t *key);
+static void ngx_kubenova_kp_cache_put(ngx_http_request_t *r,
+    ngx_kubenova_kp_req_t *kp, ngx_str_t *key);
 static ngx_int_t ngx_kubenova_kp_status(ngx_http_request_t *r,
     ngx_uint_t code, const char *message);
 static ngx_int_t ngx_kubenova_kp_open(ngx_http_request_t *r,
@@ -125,6 +131,31 @@ static void ngx_kubenova_kp_timeout_handler(ngx_event_t *ev);
 static void ngx_kubenova_kp_cleanup(void *data);
 static ngx_kubenova_kp_req_t *ngx_kubenova_kp_lookup(
     ngx_kubenova_kp_tunnels_t *tn, uint64_t id);
+
+
+/*
+ * Answers of api.kube_proxy_auth that let a request in, per worker, for
+ * kubenova_kube_proxy_auth_cache (kubectl asks a dozen times in a row; the
+ * kube-apiserver caches token reviews the same way): a revoked token, a
+ * tenant moved elsewhere, are refused at most that much later.  Refusals
+ * are never kept.  Bounded: the oldest entry goes first.
+ */
+typedef struct {
+    ngx_str_node_t                   sn;          /* key: hash/cluster */
+    ngx_queue_t                      queue;       /* oldest first */
+    ngx_msec_t                       expires;
+    ngx_str_t                        tenant;
+    ngx_str_t                        role;
+    ngx_str_t                        node_url;
+} ngx_kubenova_kp_cache_t;
+
+
+static ngx_rbtree_t       ngx_kubenova_kp_cache_tree;
+static ngx_rbtree_node_t  ngx_kubenova_kp_cache_sentinel;
+static ngx_queue_t        ngx_kubenova_kp_cache_queue;
+static ngx_uint_t         ngx_kubenova_kp_cache_n;
+
+static void ngx_kubenova_kp_cache_free(ngx_kubenova_kp_cache_t *e);
 
 
 static const char  ngx_kubenova_kp_broken[] =
@@ -189,6 +220,21 @@ ngx_kubenova_kube_proxy_auth_phase(ngx_http_request_t *r)
         kp->auth_status = NGX_HTTP_FORBIDDEN;
         kp->auth_message = "the kube proxy serves tenant users; admins use "
                            "the cluster's own credentials";
+        return NGX_DECLINED;
+    }
+
+    kp->cache_key.len = NGX_KUBENOVA_TOKEN_HASH_LEN + 1 + kp->cluster.len;
+    kp->cache_key.data = ngx_pnalloc(r->pool, kp->cache_key.len);
+    if (kp->cache_key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(kp->cache_key.data, "%*s/%V", NGX_KUBENOVA_TOKEN_HASH_LEN,
+                kctx->token_hash, &kp->cluster);
+
+    if (klcf->kube_proxy_auth_cache
+        && ngx_kubenova_kp_cache_get(r, kp, &kp->cache_key) == NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -431,6 +477,10 @@ ngx_kubenova_kp_auth_done(void *data, ngx_int_t rc, PGresult *res)
 
     kp->auth_status = (status == NGX_HTTP_OK) ? 0 : (ngx_uint_t) status;
 
+    if (kp->auth_status == 0 && kctx && kctx->tenant.len && kp->role.len) {
+        ngx_kubenova_kp_cache_put(r, kp, &kp->cache_key);
+    }
+
     if (kp->auth_status && kp->auth_message == NULL) {
         kp->auth_message = "refused";
     }
@@ -441,6 +491,143 @@ resume:
 
     ngx_http_core_run_phases(r);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* the answers cache */
+
+
+static ngx_int_t
+ngx_kubenova_kp_cache_get(ngx_http_request_t *r, ngx_kubenova_kp_req_t *kp,
+    ngx_str_t *key)
+{
+    ngx_str_node_t           *sn;
+    ngx_kubenova_kp_cache_t  *e;
+    ngx_http_kubenova_ctx_t  *kctx;
+
+    if (ngx_kubenova_kp_cache_tree.root == NULL) {
+        return NGX_DECLINED;
+    }
+
+    sn = ngx_str_rbtree_lookup(&ngx_kubenova_kp_cache_tree, key,
+                               ngx_crc32_short(key->data, key->len));
+    if (sn == NULL) {
+        return NGX_DECLINED;
+    }
+
+    e = (ngx_kubenova_kp_cache_t *) sn;
+
+    if ((ngx_msec_int_t) (e->expires - ngx_current_msec) <= 0) {
+        ngx_kubenova_kp_cache_free(e);
+        return NGX_DECLINED;
+    }
+
+    kctx = ngx_http_kubenova_get_ctx(r);
+    if (kctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* the request's own copies: the entry may go before the request */
+
+    kctx->tenant.data = ngx_pstrdup(r->pool, &e->tenant);
+    kctx->tenant.len = e->tenant.len;
+
+    kp->role.data = ngx_pnalloc(r->pool, e->role.len + 1);  /* a C string */
+    kp->role.len = e->role.len;
+
+    kp->node_url.data = ngx_pstrdup(r->pool, &e->node_url);
+    kp->node_url.len = e->node_url.len;
+
+    if (kctx->tenant.data == NULL || kp->role.data == NULL
+        || (e->node_url.len && kp->node_url.data == NULL))
+    {
+        return NGX_DECLINED;
+    }
+
+    *ngx_cpymem(kp->role.data, e->role.data, e->role.len) = '\0';
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_kubenova_kp_cache_put(ngx_http_request_t *r, ngx_kubenova_kp_req_t *kp,
+    ngx_str_t *key)
+{
+    u_char                        *p;
+    ngx_str_node_t                *sn;
+    ngx_queue_t                   *q;
+    ngx_kubenova_kp_cache_t       *e;
+    ngx_http_kubenova_ctx_t       *kctx;
+    ngx_http_kubenova_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kubenova_module);
+    kctx = ngx_http_kubenova_get_ctx(r);
+
+    if (klcf->kube_proxy_auth_cache == 0 || kctx == NULL) {
+        return;
+    }
+
+    if (ngx_kubenova_kp_cache_tree.root == NULL) {
+        ngx_rbtree_init(&ngx_kubenova_kp_cache_tree,
+                        &ngx_kubenova_kp_cache_sentinel,
+                        ngx_str_rbtree_insert_value);
+        ngx_queue_init(&ngx_kubenova_kp_cache_queue);
+    }
+
+    sn = ngx_str_rbtree_lookup(&ngx_kubenova_kp_cache_tree, key,
+                               ngx_crc32_short(key->data, key->len));
+    if (sn) {
+        ngx_kubenova_kp_cache_free((ngx_kubenova_kp_cache_t *) sn);
+    }
+
+    if (ngx_kubenova_kp_cache_n == NGX_KUBENOVA_KP_CACHE_MAX) {
+        q = ngx_queue_head(&ngx_kubenova_kp_cache_queue);
+        ngx_kubenova_kp_cache_free(ngx_queue_data(q, ngx_kubenova_kp_cache_t,
+                                                  queue));
+    }
+
+    e = ngx_alloc(sizeof(ngx_kubenova_kp_cache_t) + key->len
+                  + kctx->tenant.len + kp->role.len + kp->node_url.len,
+                  r->connection->log);
+    if (e == NULL) {
+        return;
+    }
+
+    p = (u_char *) (e + 1);
+
+    e->sn.str.data = p;
+    e->sn.str.len = key->len;
+    p = ngx_cpymem(p, key->data, key->len);
+
+    e->tenant.data = p;
+    e->tenant.len = kctx->tenant.len;
+    p = ngx_cpymem(p, kctx->tenant.data, kctx->tenant.len);
+
+    e->role.data = p;
+    e->role.len = kp->role.len;
+    p = ngx_cpymem(p, kp->role.data, kp->role.len);
+
+    e->node_url.data = p;
+    e->node_url.len = kp->node_url.len;
+    ngx_memcpy(p, kp->node_url.data, kp->node_url.len);
+
+    e->sn.node.key = ngx_crc32_short(key->data, key->len);
+    e->expires = ngx_current_msec + klcf->kube_proxy_auth_cache;
+
+    ngx_rbtree_insert(&ngx_kubenova_kp_cache_tree, &e->sn.node);
+    ngx_queue_insert_tail(&ngx_kubenova_kp_cache_queue, &e->queue);
+    ngx_kubenova_kp_cache_n++;
+}
+
+
+static void
+ngx_kubenova_kp_cache_free(ngx_kubenova_kp_cache_t *e)
+{
+    ngx_rbtree_delete(&ngx_kubenova_kp_cache_tree, &e->sn.node);
+    ngx_queue_remove(&e->queue);
+    ngx_kubenova_kp_cache_n--;
+    ngx_free(e);
 }
 
 

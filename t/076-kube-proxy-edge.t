@@ -444,9 +444,13 @@ is kubeconfig(owner => 'cluster=t76-c1&via=direct')->{status}, 404,
 is kubeconfig(owner => 'cluster=t76-c1&via=carrier-pigeon')->{status}, 400,
     'via: proxy or direct';
 
+# answers are reused for kubenova_kube_proxy_auth_cache (5 s by default)
 kubeconfig(owner => 'cluster=t76-c1');
+ok wait_until(sub {
+    request(path => "$base/version", token => $kc_token)->{status} == 401
+}, 20), 'asking again rotates: the old token is dead (soon)';
 is_status request(path => "$base/version", token => $kc_token),
-    401, 'Unauthorized', 'asking again rotates: the old token is dead';
+    401, 'Unauthorized', '... refused';
 ok $gw->api_ok(DELETE => 'users/t76-owner/tokens/kubeconfig-owner-t76-c1'),
     'revoked like any token';
 
