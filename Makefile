@@ -2,12 +2,12 @@
 #   make run    a local Manager (PostgreSQL + nginx with the module)
 #   make test   install what is missing, build, start servers, run every test
 #
-# Also: make (the module and the Operator), make test-asan (the suite under
+# Also: make (the module, the Operator and kubenova-bootstrap), make test-asan (the suite under
 # ASan/UBSan), make bench, make clean.
 
-.PHONY: all module operator deps run test test-asan bench clean
+.PHONY: all module operator bootstrap deps run test test-asan bench clean
 
-all: module operator
+all: module operator bootstrap
 
 deps:
 	@scripts/install-deps.sh build
@@ -18,15 +18,20 @@ module: deps
 operator: deps
 	@$(MAKE) -s -C operator
 
+bootstrap: deps
+	@$(MAKE) -s -C bootstrap
+
 run:
 	@scripts/run-manager.sh
 
 test:
 	@scripts/install-deps.sh test
+	@scripts/dashboard-test-deps.sh >/dev/null
 	@t/harness
 
 test-asan:
 	@scripts/install-deps.sh test
+	@scripts/dashboard-test-deps.sh >/dev/null
 	@scripts/test-asan.sh
 
 bench:
@@ -41,3 +46,4 @@ bench:
 clean:
 	rm -rf build t/servroot
 	@$(MAKE) -s -C operator clean
+	@$(MAKE) -s -C bootstrap clean

@@ -21,6 +21,9 @@
 #include "ngx_kubenova_usage_metrics.h"
 #include "ngx_kubenova_kube_proxy.h"
 #include "ngx_kubenova_kube_proxy_route.h"
+#include "ngx_kubenova_register.h"
+#include "ngx_kubenova_app_watch.h"
+#include "ngx_kubenova_listen.h"
 
 
 #define NGX_HTTP_KUBENOVA_POOL_DEFAULT             8
@@ -59,6 +62,10 @@ static ngx_conf_num_bounds_t  ngx_http_kubenova_usage_series_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_kubenova_kube_proxy_max_bounds = {
     ngx_conf_check_num_bounds, 1, 65536
+};
+
+static ngx_conf_num_bounds_t  ngx_http_kubenova_app_watchers_bounds = {
+    ngx_conf_check_num_bounds, 0, 100000
 };
 
 
@@ -235,6 +242,86 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       0,
       NULL },
 
+    /* a cluster silent this long is "unavailable" (API and /metrics) */
+    { ngx_string("kubenova_cluster_unavailable_after"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, cluster_unavailable_after),
+      NULL },
+
+    /* the CA that signs Operators' certificates (cluster registration) */
+    { ngx_string("kubenova_ca"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_kubenova_ca_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, ca),
+      NULL },
+
+    /* the Manager's URL as clusters reach it (install.yaml, register) */
+    { ngx_string("kubenova_public_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, public_url),
+      NULL },
+
+    /* the gRPC gateway's URL as Operators dial it */
+    { ngx_string("kubenova_gateway_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, gateway_url),
+      NULL },
+
+    /* the Operator's container image in install.yaml */
+    { ngx_string("kubenova_operator_image"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, operator_image),
+      NULL },
+
+    /* operator/deploy as installed: the static part of install.yaml */
+    { ngx_string("kubenova_install_manifests"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_kubenova_install_manifests,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, install_manifests),
+      NULL },
+
+    /* how long a join token works (POST /clusters may ask otherwise) */
+    { ngx_string("kubenova_join_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, join_token_ttl),
+      NULL },
+
+    /* the retired cluster secrets, still accepted in a hello (migration) */
+    { ngx_string("kubenova_gateway_cluster_secrets"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, gateway_cluster_secrets),
+      NULL },
+
+    /* status streams (GET .../apps/{name}/status?watch=1) per worker */
+    { ngx_string("kubenova_app_watchers"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, app_watchers),
+      &ngx_http_kubenova_app_watchers_bounds },
+
+    /* ": ping" on an idle status stream every so often */
+    { ngx_string("kubenova_app_watch_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, app_watch_heartbeat),
+      NULL },
+
       ngx_null_command
 };
 
@@ -303,6 +390,11 @@ ngx_http_kubenova_create_main_conf(ngx_conf_t *cf)
      */
 
     kmcf->usage_series = NGX_CONF_UNSET;
+    kmcf->cluster_unavailable_after = NGX_CONF_UNSET_MSEC;
+    kmcf->join_token_ttl = NGX_CONF_UNSET;
+    kmcf->gateway_cluster_secrets = NGX_CONF_UNSET;
+    kmcf->app_watchers = NGX_CONF_UNSET;
+    kmcf->app_watch_heartbeat = NGX_CONF_UNSET_MSEC;
 
     return kmcf;
 }
@@ -387,6 +479,26 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
 
     ngx_conf_init_value(kmcf->usage_series,
                         NGX_KUBENOVA_USAGE_SERIES_DEFAULT);
+    ngx_conf_init_msec_value(kmcf->cluster_unavailable_after, 90000);
+
+    if (kmcf->cluster_unavailable_after < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kubenova_cluster_unavailable_after must be at "
+                           "least 1s");
+        return NGX_ERROR;
+    }
+
+    ngx_conf_init_value(kmcf->join_token_ttl, 86400);
+    ngx_conf_init_value(kmcf->gateway_cluster_secrets, 0);
+
+    if (kmcf->join_token_ttl < 60 || kmcf->join_token_ttl > 2592000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kubenova_join_token_ttl must be between 1m "
+                           "and 30d");
+        return NGX_ERROR;
+    }
+    ngx_conf_init_value(kmcf->app_watchers, 64);
+    ngx_conf_init_msec_value(kmcf->app_watch_heartbeat, 15000);
 
     if (kmcf->gateway_enabled && kmcf->usage_series > 0) {
         kmcf->usage_zone = ngx_kubenova_usage_metrics_zone_add(cf,
@@ -620,6 +732,19 @@ ngx_http_kubenova_init_process(ngx_cycle_t *cycle)
                 return NGX_ERROR;
             }
         }
+
+        kmcf->app_watch = ngx_kubenova_app_watch_create(cycle, kmcf->pool,
+                              (ngx_uint_t) kmcf->app_watchers,
+                              kmcf->app_watch_heartbeat);
+        if (kmcf->app_watch == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* one LISTEN connection for everyone who subscribed above */
+
+        if (ngx_kubenova_listen_start(cycle, kmcf->pool) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return ngx_kubenova_kp_route_init_process(cycle);
@@ -679,6 +804,19 @@ ngx_http_kubenova_metrics(ngx_http_request_t *r)
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
 
     return ngx_kubenova_metrics_get(kmcf->metrics_zone);
+}
+
+
+/* kubenova_cluster_unavailable_after, in ms */
+
+ngx_msec_t
+ngx_http_kubenova_cluster_unavailable_after(ngx_http_request_t *r)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
+
+    return kmcf->cluster_unavailable_after;
 }
 
 

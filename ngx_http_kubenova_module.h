@@ -14,6 +14,7 @@
 #include "ngx_kubenova_pg.h"
 #include "ngx_kubenova_metrics.h"
 #include "ngx_kubenova_token.h"
+#include "ngx_kubenova_ca.h"
 
 
 #define NGX_HTTP_KUBENOVA_VERSION  "0.1.0"
@@ -37,13 +38,27 @@ typedef struct {
     ngx_shm_zone_t           *kube_proxy_zone;   /* cluster -> worker */
     void                     *kube_proxy_srv;    /* its server's core conf */
     ngx_int_t                 kube_proxy_owner_var;
+    /* cluster registration (ngx_kubenova_register.c) */
+    ngx_kubenova_ca_t        *ca;            /* kubenova_ca */
+    ngx_str_t                 public_url;    /* kubenova_public_url */
+    ngx_str_t                 gateway_url;   /* kubenova_gateway_url */
+    ngx_str_t                 operator_image;
+    ngx_str_t                 install_manifests;  /* the YAML, read */
+    time_t                    join_token_ttl;
+    ngx_flag_t                gateway_cluster_secrets;
 
     ngx_int_t                 usage_series;  /* kubenova_usage_metrics_series */
     ngx_shm_zone_t           *usage_zone;    /* NULL: no usage gauges */
 
+    ngx_int_t                 app_watchers;  /* kubenova_app_watchers */
+    ngx_msec_t                app_watch_heartbeat;
+    /* kubenova_cluster_unavailable_after */
+    ngx_msec_t                cluster_unavailable_after;
+
     /* this worker's, set after fork in init_process */
     ngx_kubenova_pg_pool_t   *pool;
     void                     *gateway;     /* ngx_kubenova_gateway_t */
+    void                     *app_watch;   /* ngx_kubenova_app_watch_t */
 } ngx_http_kubenova_main_conf_t;
 
 
@@ -69,6 +84,7 @@ typedef struct {
     void                     *api;           /* ngx_kubenova_api.c's state */
     void                     *grpc;          /* ngx_kubenova_grpc.c's state */
     void                     *kube_proxy;    /* ngx_kubenova_kube_proxy.c's */
+    void                     *app_watch;     /* a status stream's watcher */
     unsigned                  has_token:1;
     unsigned                  bad_token:1;   /* malformed Authorization */
     unsigned                  bootstrap_admin:1;
@@ -86,6 +102,7 @@ off_t ngx_http_kubenova_api_max_body(ngx_http_request_t *r);
 ngx_uint_t ngx_http_kubenova_signup_enabled(ngx_http_request_t *r);
 ngx_kubenova_metrics_t *ngx_http_kubenova_metrics(ngx_http_request_t *r);
 ngx_shm_zone_t *ngx_http_kubenova_usage_zone(ngx_http_request_t *r);
+ngx_msec_t ngx_http_kubenova_cluster_unavailable_after(ngx_http_request_t *r);
 
 /* ngx_kubenova_health.c */
 ngx_int_t ngx_kubenova_healthz_handler(ngx_http_request_t *r);

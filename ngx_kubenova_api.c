@@ -11,12 +11,15 @@
 
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_api.h"
+#include "ngx_kubenova_bootstrap.h"
 #include "ngx_kubenova_http_pg.h"
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_kube_proxy.h"
 #include "ngx_kubenova_yaml.h"
 #include "ngx_kubenova_crypto.h"
+#include "ngx_kubenova_register.h"
+#include "ngx_kubenova_app_watch.h"
 
 
 #define NGX_KUBENOVA_API_PREFIX      "/api/v1"
@@ -34,6 +37,8 @@ typedef enum {
 
 #define NGX_KUBENOVA_ROUTE_ANONYMOUS  0x01   /* no token (signup) */
 #define NGX_KUBENOVA_ROUTE_CSV        0x02   /* Accept: text/csv honoured */
+#define NGX_KUBENOVA_ROUTE_JOIN       0x04   /* no bearer: a join token */
+#define NGX_KUBENOVA_ROUTE_WATCH      0x08   /* ?watch=1: server-sent events */
 
 
 typedef struct {
@@ -57,6 +62,8 @@ typedef struct {
     ngx_uint_t                   nparams;
     json_t                      *body;
     const char                  *body_format;
+    ngx_kubenova_join_t         *join;   /* install.yaml, register */
+    const char                  *watch;  /* ?watch=1: the envelope, again */
     unsigned                     csv:1;  /* the answer goes as text/csv */
 } ngx_kubenova_api_ctx_t;
 
@@ -104,6 +111,8 @@ static ngx_int_t ngx_kubenova_api_csv(ngx_http_request_t *r, const char *body,
 
 #define ANON    NGX_KUBENOVA_ROUTE_ANONYMOUS
 #define CSV     NGX_KUBENOVA_ROUTE_CSV
+#define JOIN    NGX_KUBENOVA_ROUTE_JOIN
+#define WATCH   NGX_KUBENOVA_ROUTE_WATCH
 
 #define NONE    NGX_KUBENOVA_BODY_NONE
 #define JSON    NGX_KUBENOVA_BODY_JSON
@@ -151,6 +160,16 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
     { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
                                                                  NONE,  0 },
+    { GET,    "clusters/:cluster/config",       "cluster_config.get",
+                                                                 NONE,  0 },
+    { PUT,    "clusters/:cluster/config",       "cluster_config.put",
+                                                                 JSON,  0 },
+    { POST,   "clusters/:cluster/join-token",   "cluster.join_token",
+                                                                 NONE,  0 },
+    { GET,    "clusters/:cluster/install.yaml", "cluster.install",
+                                                                 NONE,  JOIN },
+    { POST,   "clusters/:cluster/register",     "cluster.register",
+                                                                 JSON,  JOIN },
 
     { GET,    "tenants/:tenant/kubeconfig",     "kubeconfig.get", NONE, 0 },
 
@@ -163,6 +182,8 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { GET,    "tenants/:tenant/apps/:app",      "app.get",       NONE,  0 },
     { PUT,    "tenants/:tenant/apps/:app",      "app.put",       DOC,   0 },
     { DELETE, "tenants/:tenant/apps/:app",      "app.delete",    NONE,  0 },
+    { GET,    "tenants/:tenant/apps/:app/status",
+                                                "app.status",    NONE,  WATCH },
     { POST,   "users/:tenant/apps",             "app.create",    DOC,   0 },
 
     { POST,   "signup",                         "signup",        JSON,  ANON },
@@ -179,6 +200,8 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
 #undef DELETE
 #undef ANON
 #undef CSV
+#undef JOIN
+#undef WATCH
 #undef NONE
 #undef JSON
 #undef MERGE
@@ -388,6 +411,10 @@ ngx_kubenova_api_route(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
             goto not_found;
         }
 
+        return NGX_DECLINED;
+    }
+
+    if (ctx->route->flags & NGX_KUBENOVA_ROUTE_JOIN) {
         return NGX_DECLINED;
     }
 
@@ -689,6 +716,14 @@ ngx_kubenova_api_parse_body(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                                        "invalid_json", (char *) msg);
     }
 
+    /* a bootstrap kubeconfig never reaches the database unsealed */
+
+    if (ngx_strcmp(ctx->route->op, "cluster.create") == 0
+        && ngx_kubenova_bootstrap_seal(r, ctx->body) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return NGX_DECLINED;
 }
 
@@ -760,7 +795,8 @@ ngx_kubenova_api_body_bytes(ngx_http_request_t *r, ngx_str_t *out)
 static ngx_int_t
 ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 {
-    char        *envelope;
+    char        *envelope, *watch;
+    size_t       len;
     json_t      *json;
     ngx_int_t    rc;
     const char  *values[2];
@@ -770,6 +806,21 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
     if (json == NULL) {
         return ngx_kubenova_json_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                        "no such object");
+    }
+
+    if (ngx_kubenova_register_envelope(r, json) != NGX_OK) {
+        json_decref(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->route->flags & NGX_KUBENOVA_ROUTE_JOIN) {
+        rc = ngx_kubenova_register_prepare(r, ctx->route->op,
+                                           &ctx->params[0].value, ctx->body,
+                                           json, &ctx->join);
+        if (rc != NGX_DECLINED) {
+            json_decref(json);
+            return rc;
+        }
     }
 
     /*
@@ -787,6 +838,22 @@ ngx_kubenova_api_start(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
 
     values[0] = ctx->route->op;
     values[1] = envelope;
+
+    /* a stream asks again with the same envelope on every change */
+
+    if ((ctx->route->flags & NGX_KUBENOVA_ROUTE_WATCH)
+        && ngx_kubenova_app_watch_wanted(r))
+    {
+        len = ngx_strlen(envelope) + 1;
+        watch = ngx_pnalloc(r->pool, len);
+        if (watch == NULL) {
+            free(envelope);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(watch, envelope, len);
+        ctx->watch = watch;
+    }
 
     rc = ngx_kubenova_http_pg_run(r, ngx_kubenova_api_sql, 2, values,
                                   ngx_kubenova_api_done, ctx);
@@ -853,7 +920,8 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
         || ngx_kubenova_api_query_arg(r, query, "to") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "granularity") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "tenant") != NGX_OK
-        || ngx_kubenova_api_query_arg(r, query, "month") != NGX_OK)
+        || ngx_kubenova_api_query_arg(r, query, "month") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "token") != NGX_OK)
     {
         goto failed;
     }
@@ -885,6 +953,11 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
                         ctx->body_format ? json_string(ctx->body_format)
                                          : json_null());
     json_object_set_new(env, "format", json_string(ctx->csv ? "csv" : "json"));
+
+    /* the silence after which a cluster shows as unavailable */
+    json_object_set_new(env, "cluster_unavailable_after_ms",
+                        json_integer((json_int_t)
+                            ngx_http_kubenova_cluster_unavailable_after(r)));
 
     return env;
 
@@ -977,6 +1050,12 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (status == NGX_HTTP_OK && ctx->watch && !PQgetisnull(res, 0, 2)) {
+        return ngx_kubenova_app_watch_start(r, ctx->watch,
+                                            PQgetvalue(res, 0, 2),
+                                            PQgetlength(res, 0, 2));
+    }
+
     if (!PQgetisnull(res, 0, 1)) {
         if (ngx_kubenova_add_header(r, &r->headers_out.headers, "ETag",
                                     (u_char *) PQgetvalue(res, 0, 1),
@@ -987,7 +1066,9 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
         }
     }
 
-    if (status == NGX_HTTP_UNAUTHORIZED) {
+    if (status == NGX_HTTP_UNAUTHORIZED
+        && !(ctx->route->flags & NGX_KUBENOVA_ROUTE_JOIN))
+    {
         if (ngx_kubenova_api_unauthorized_header(r, 1) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1006,6 +1087,13 @@ ngx_kubenova_api_done(ngx_http_request_t *r, void *data, ngx_int_t rc,
         && ngx_strcmp(ctx->route->op, "kubeconfig.get") == 0)
     {
         return ngx_kubenova_api_kubeconfig(r, PQgetvalue(res, 0, 2), len);
+    }
+
+    if (ctx->join
+        && (status == NGX_HTTP_OK || status == NGX_HTTP_CREATED))
+    {
+        return ngx_kubenova_register_answer(r, ctx->join,
+                                            PQgetvalue(res, 0, 2), len);
     }
 
     if (status == NGX_HTTP_OK && ctx->csv) {

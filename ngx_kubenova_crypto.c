@@ -36,6 +36,22 @@ ngx_kubenova_crypto_kubeconfig_aad(ngx_pool_t *pool, const char *cluster,
 }
 
 
+ngx_int_t
+ngx_kubenova_crypto_bootstrap_aad(ngx_pool_t *pool, const char *cluster,
+    ngx_str_t *aad)
+{
+    aad->data = ngx_pnalloc(pool, sizeof("bootstrap\n") + ngx_strlen(cluster));
+    if (aad->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    aad->len = ngx_sprintf(aad->data, "bootstrap\n%s%Z", cluster)
+               - aad->data - 1;
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_kubenova_crypto_load_key(ngx_conf_t *cf, ngx_str_t *path, u_char *key)
 {

@@ -22,6 +22,10 @@ ngx_int_t ngx_kubenova_crypto_kubeconfig_aad(ngx_pool_t *pool,
     const char *cluster, const char *tenant, const char *role,
     ngx_str_t *aad);
 
+/* what a bootstrap kubeconfig is bound to: "bootstrap\n<cluster>" */
+ngx_int_t ngx_kubenova_crypto_bootstrap_aad(ngx_pool_t *pool,
+    const char *cluster, ngx_str_t *aad);
+
 /* 32 raw bytes, 64 hex digits or base64 of 32 bytes; read in the master */
 char *ngx_kubenova_crypto_load_key(ngx_conf_t *cf, ngx_str_t *path,
     u_char *key);

@@ -23,10 +23,12 @@
 #include "ngx_http_kubenova_module.h"
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_grpc.h"
+#include "ngx_kubenova_listen.h"
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
 #include "ngx_kubenova_kube_proxy.h"
+#include "ngx_kubenova_ca.h"
 #include "kubenova.pb-c.h"
 
 
@@ -130,6 +132,12 @@ static ngx_int_t ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s,
 static void ngx_kubenova_gw_hello_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
 static void ngx_kubenova_gw_send_diff(ngx_kubenova_gw_stream_t *s);
+static ngx_int_t ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__CertificateRequest *req);
+static void ngx_kubenova_gw_certificate_done(ngx_kubenova_gw_stream_t *s,
+    PGresult *res);
+static void ngx_kubenova_gw_certificate_send(ngx_kubenova_gw_stream_t *s,
+    const char *pem, int64_t not_after, const char *error);
 static ngx_int_t ngx_kubenova_gw_send_object(ngx_kubenova_gw_stream_t *s,
     const char *kind, const char *name, const char *generation,
     ngx_uint_t deleted, const char *spec, size_t spec_len);
@@ -149,6 +157,10 @@ static ngx_int_t ngx_kubenova_gw_usage_keep(ngx_kubenova_gw_stream_t *s,
 static ngx_int_t ngx_kubenova_gw_app_status(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__ApplicationStatus *st);
 static void ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s,
+    PGresult *res);
+static ngx_int_t ngx_kubenova_gw_components(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__ComponentStatus *cs);
+static void ngx_kubenova_gw_components_done(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
 static ngx_int_t ngx_kubenova_gw_kubeconfig(ngx_kubenova_gw_stream_t *s,
     Kubenova__V1__IssuedKubeconfig *kc);
@@ -196,12 +208,12 @@ static const ngx_kubenova_grpc_handlers_t  ngx_kubenova_gw_handlers = {
 };
 
 
-static const char  ngx_kubenova_gw_listen_sql[] =
-    "LISTEN kubenova_desired_state; LISTEN kubenova_stream";
-
 static const char  ngx_kubenova_gw_hello_sql[] =
     "SELECT status, message, kind, name, generation, deleted, spec "
-    "FROM gateway.hello($1, $2, $3, $4, $5::jsonb, $6)";
+    "FROM gateway.hello($1, $2, $3, $4, $5::jsonb, $6, $7)";
+
+static const char  ngx_kubenova_gw_certificate_sql[] =
+    "SELECT gateway.certificate($1, $2, $3, $4::bigint)";
 
 static const char  ngx_kubenova_gw_object_sql[] =
     "SELECT generation, deleted, spec FROM gateway.object($1, $2, $3)";
@@ -220,6 +232,10 @@ static const char  ngx_kubenova_gw_usage_sql[] =
 static const char  ngx_kubenova_gw_app_status_sql[] =
     "SELECT stored, status, message FROM gateway.app_status($1, $2, $3, "
     "$4::bigint, $5, $6::bigint, $7, $8::jsonb)";
+
+static const char  ngx_kubenova_gw_components_sql[] =
+    "SELECT stored, status, message FROM gateway.components($1, $2::bigint, "
+    "$3::jsonb)";
 
 static const char  ngx_kubenova_gw_kubeconfig_sql[] =
     "SELECT stored, status, message FROM gateway.kubeconfig($1, $2, $3, $4, "
@@ -255,10 +271,14 @@ ngx_kubenova_gateway_create(ngx_cycle_t *cycle, ngx_kubenova_pg_pool_t *pool)
     /* not cancelable: an exiting worker must end its streams first */
     gw->watch.cancelable = 0;
 
-    if (ngx_kubenova_pg_listen(pool, ngx_kubenova_gw_listen_sql,
-                               ngx_kubenova_gw_notify, ngx_kubenova_gw_reset,
-                               gw)
-        != NGX_OK)
+    if (ngx_kubenova_listen_subscribe("kubenova_desired_state",
+                                      ngx_kubenova_gw_notify,
+                                      ngx_kubenova_gw_reset, gw)
+        != NGX_OK
+        || ngx_kubenova_listen_subscribe("kubenova_stream",
+                                         ngx_kubenova_gw_notify,
+                                         ngx_kubenova_gw_reset, gw)
+           != NGX_OK)
     {
         return NULL;
     }
@@ -459,6 +479,14 @@ ngx_kubenova_gw_dispatch(ngx_kubenova_gw_stream_t *s,
         rc = ngx_kubenova_gw_kubeconfig(s, m->kubeconfig);
         break;
 
+    case KUBENOVA__V1__OPERATOR_MESSAGE__BODY_COMPONENTS:
+        rc = ngx_kubenova_gw_components(s, m->components);
+        break;
+
+    case KUBENOVA__V1__OPERATOR_MESSAGE__BODY_CERTIFICATE_REQUEST:
+        rc = ngx_kubenova_gw_certificate(s, m->certificate_request);
+        break;
+
     default:
         /* a newer Operator's message: the protocol grows by adding them */
         ngx_log_error(NGX_LOG_INFO, s->request->connection->log, 0,
@@ -477,23 +505,64 @@ ngx_kubenova_gw_dispatch(ngx_kubenova_gw_stream_t *s,
 static ngx_int_t
 ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
 {
-    json_t      *list, *item;
-    size_t       i, len;
-    ngx_str_t    secret;
-    u_char       hash[NGX_KUBENOVA_TOKEN_HASH_LEN + 1];
-    u_char       raw[16];
+    json_t                         *list, *item;
+    size_t                          i, len;
+    ngx_int_t                       peer;
+    ngx_str_t                       secret;
+    ngx_http_kubenova_main_conf_t  *kmcf;
+    u_char                          hash[NGX_KUBENOVA_TOKEN_HASH_LEN + 1];
+    u_char                          raw[16];
+    u_char                          serial[NGX_KUBENOVA_CA_PEER_SERIAL_SIZE];
+    char                            cn[NGX_KUBENOVA_CA_CN_LEN];
+    char                            err[192];
+    u_char                          msg[256];
 
     len = hello->cluster ? ngx_strlen(hello->cluster) : 0;
 
     if (len == 0 || len >= sizeof(s->cluster)
         || !ngx_kubenova_gw_text_ok(hello->cluster, 63)
-        || hello->cluster_secret == NULL || hello->cluster_secret[0] == '\0'
         || !ngx_kubenova_gw_text_ok(hello->operator_version, 256)
         || !ngx_kubenova_gw_text_ok(hello->kubernetes_version, 256))
     {
         ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INVALID_ARGUMENT,
                             "hello needs a cluster name (at most 63 "
-                            "characters), its secret and printable versions");
+                            "characters) and printable versions");
+        return NGX_DONE;
+    }
+
+    /*
+     * The stream speaks for the cluster its verified client certificate
+     * names (the database checks the serial is still good); the retired
+     * cluster secret only while kubenova_gateway_cluster_secrets allows it.
+     */
+
+    kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
+
+    peer = ngx_kubenova_ca_peer(s->request->connection, cn, serial, err,
+                                sizeof(err));
+
+    if (peer == NGX_ABORT) {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_UNAUTHENTICATED, err);
+        return NGX_DONE;
+    }
+
+    if (peer == NGX_OK && ngx_strcmp(cn, hello->cluster) != 0) {
+        ngx_snprintf(msg, sizeof(msg), "the client certificate is for "
+                     "cluster \"%s\": it cannot speak for \"%s\"%Z",
+                     cn, hello->cluster);
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_PERMISSION_DENIED,
+                            (char *) msg);
+        return NGX_DONE;
+    }
+
+    if (peer == NGX_DECLINED
+        && !(kmcf->gateway_cluster_secrets
+             && hello->cluster_secret && hello->cluster_secret[0]))
+    {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_UNAUTHENTICATED,
+                            "a client certificate from the KubeNova CA is "
+                            "required: register the cluster with its join "
+                            "token first");
         return NGX_DONE;
     }
 
@@ -535,18 +604,25 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
     ngx_hex_dump(s->stream_id, raw, sizeof(raw));
     s->stream_id[32] = '\0';
 
-    secret.data = (u_char *) hello->cluster_secret;
-    secret.len = ngx_strlen(hello->cluster_secret);
-    ngx_kubenova_token_hash(&secret, hash);
-    hash[NGX_KUBENOVA_TOKEN_HASH_LEN] = '\0';
-
     if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
         json_decref(list);
         return NGX_DONE;
     }
 
     s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
-    s->params[1] = ngx_kubenova_gw_param(s, (char *) hash);
+    s->params[1] = NULL;
+    s->params[6] = NULL;
+
+    if (peer == NGX_OK) {
+        s->params[6] = ngx_kubenova_gw_param(s, (char *) serial);
+
+    } else {
+        secret.data = (u_char *) hello->cluster_secret;
+        secret.len = ngx_strlen(hello->cluster_secret);
+        ngx_kubenova_token_hash(&secret, hash);
+        hash[NGX_KUBENOVA_TOKEN_HASH_LEN] = '\0';
+        s->params[1] = ngx_kubenova_gw_param(s, (char *) hash);
+    }
     s->params[2] = ngx_kubenova_gw_param(s, hello->operator_version
                                             ? hello->operator_version : "");
     s->params[3] = ngx_kubenova_gw_param(s, hello->kubernetes_version
@@ -567,7 +643,7 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
 
     s->query.keep = 1;
 
-    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_hello_sql, 6,
+    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_hello_sql, 7,
                                 ngx_kubenova_gw_hello_done);
 
 failed:
@@ -757,9 +833,20 @@ ngx_kubenova_gw_send_object(ngx_kubenova_gw_stream_t *s, const char *kind,
 static ngx_int_t
 ngx_kubenova_gw_heartbeat_in(ngx_kubenova_gw_stream_t *s)
 {
-    /* last_seen_at is written at most every NGX_KUBENOVA_GW_SEEN_INTERVAL */
+    time_t  interval;
 
-    if (ngx_time() - s->seen_written < NGX_KUBENOVA_GW_SEEN_INTERVAL) {
+    /*
+     * last_seen_at is written at most every NGX_KUBENOVA_GW_SEEN_INTERVAL,
+     * and at least three times within kubenova_cluster_unavailable_after,
+     * so that a live cluster never reads as silent
+     */
+
+    interval = (time_t) (ngx_http_kubenova_cluster_unavailable_after(
+                             s->request) / 3000);
+
+    if (ngx_time() - s->seen_written
+        < ngx_min(interval, NGX_KUBENOVA_GW_SEEN_INTERVAL))
+    {
         return NGX_OK;
     }
 
@@ -1094,6 +1181,69 @@ ngx_kubenova_gw_app_status_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
 }
 
 
+/* the cluster's components (NovaClusterConfig): the newest is kept */
+
+static ngx_int_t
+ngx_kubenova_gw_components(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__ComponentStatus *cs)
+{
+    json_t                  *list, *item;
+    size_t                   i;
+    Kubenova__V1__Component  *c;
+
+    list = json_array();
+    if (list == NULL) {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+        return NGX_DONE;
+    }
+
+    for (i = 0; i < cs->n_components; i++) {
+        c = cs->components[i];
+
+        item = NULL;
+
+        if (ngx_kubenova_gw_text_ok(c->name, 63)
+            && ngx_kubenova_gw_text_ok(c->version, 63)
+            && ngx_kubenova_gw_text_ok(c->state, 63)
+            && ngx_kubenova_gw_text_ok(c->message, 1024))
+        {
+            item = json_pack("{s:s?,s:s?,s:s?,s:s?}", "name", c->name,
+                             "version", c->version, "state", c->state,
+                             "message", c->message);
+        }
+
+        if (item == NULL || json_array_append_new(list, item) != 0) {
+            json_decref(list);
+            ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INVALID_ARGUMENT,
+                                "a component needs UTF-8 text of bounded "
+                                "length");
+            return NGX_DONE;
+        }
+    }
+
+    if (ngx_kubenova_gw_scratch(s, 1024) != NGX_OK) {
+        json_decref(list);
+        return NGX_DONE;
+    }
+
+    s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
+    s->params[1] = ngx_kubenova_gw_int_param(s, cs->config_generation);
+    s->params[2] = ngx_kubenova_gw_json_param(s, list);
+
+    json_decref(list);
+
+    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_components_sql, 3,
+                                ngx_kubenova_gw_components_done);
+}
+
+
+static void
+ngx_kubenova_gw_components_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
+{
+    (void) ngx_kubenova_gw_refused(s, res);
+}
+
+
 /* a kubeconfig is encrypted here, before it reaches the database */
 
 static ngx_int_t
@@ -1194,6 +1344,156 @@ ngx_kubenova_gw_kubeconfig_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     msg.kubeconfig_ack = &ack;
 
     (void) ngx_kubenova_grpc_send(s->grpc, &msg.base);
+}
+
+
+/*
+ * Renewal: a CertificateRequest on the authenticated stream.  The CSR must
+ * name the stream's cluster; the certificate is signed here, its serial
+ * recorded (only while this stream is the cluster's), then sent.  A refusal
+ * is a CertificateIssued with an error: the stream goes on.
+ */
+
+static ngx_int_t
+ngx_kubenova_gw_certificate(ngx_kubenova_gw_stream_t *s,
+    Kubenova__V1__CertificateRequest *req)
+{
+    X509_REQ                       *csr;
+    time_t                          not_after;
+    ngx_int_t                       rc;
+    ngx_str_t                       pem;
+    ngx_http_kubenova_main_conf_t  *kmcf;
+    u_char                          serial[NGX_KUBENOVA_CA_SERIAL_LEN + 1];
+    char                            cn[NGX_KUBENOVA_CA_CN_LEN];
+    char                            err[160];
+    u_char                          num[NGX_INT64_LEN + 1];
+
+    kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
+
+    if (kmcf->ca == NULL) {
+        ngx_kubenova_gw_certificate_send(s, NULL, 0,
+                                         "this Manager has no kubenova_ca");
+        return NGX_OK;
+    }
+
+    rc = ngx_kubenova_ca_parse_csr(req->csr_pem.data, req->csr_pem.len, &csr,
+                                   cn, err, sizeof(err));
+    if (rc == NGX_ERROR) {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_kubenova_gw_certificate_send(s, NULL, 0, err);
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(cn, s->cluster) != 0) {
+        X509_REQ_free(csr);
+        ngx_kubenova_gw_certificate_send(s, NULL, 0,
+            "the CSR's subject must be CN=<this stream's cluster>");
+        return NGX_OK;
+    }
+
+    not_after = ngx_time() + kmcf->ca->validity;
+
+    if (ngx_kubenova_gw_scratch(s, 4096) != NGX_OK) {
+        X509_REQ_free(csr);
+        return NGX_DONE;
+    }
+
+    rc = ngx_kubenova_ca_new_serial(serial);
+
+    if (rc == NGX_OK) {
+        rc = ngx_kubenova_ca_sign(kmcf->ca, csr, cn, serial, not_after,
+                                  s->scratch, &pem,
+                                  s->request->connection->log);
+    }
+
+    X509_REQ_free(csr);
+
+    if (rc != NGX_OK) {
+        ngx_destroy_pool(s->scratch);
+        s->scratch = NULL;
+        ngx_kubenova_gw_certificate_send(s, NULL, 0,
+                                         "the certificate could not be "
+                                         "signed");
+        return NGX_OK;
+    }
+
+    ngx_sprintf(num, "%T%Z", not_after);
+
+    s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
+    s->params[1] = ngx_kubenova_gw_param(s, (char *) s->stream_id);
+    s->params[2] = ngx_kubenova_gw_param(s, (char *) serial);
+    s->params[3] = ngx_kubenova_gw_param(s, (char *) num);
+
+    /* not parameters: what the answer sends once the serial is recorded */
+
+    s->params[4] = (char *) ngx_pnalloc(s->scratch, pem.len + 1);
+    if (s->params[4] == NULL) {
+        s->param_failed = 1;
+
+    } else {
+        ngx_memcpy((char *) s->params[4], pem.data, pem.len);
+        ((char *) s->params[4])[pem.len] = '\0';
+    }
+
+    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_certificate_sql, 4,
+                                ngx_kubenova_gw_certificate_done);
+}
+
+
+static void
+ngx_kubenova_gw_certificate_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
+{
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)
+        || PQgetvalue(res, 0, 0)[0] != 't')
+    {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_ABORTED,
+                            "this stream no longer speaks for the cluster");
+        return;
+    }
+
+    ngx_kubenova_gw_certificate_send(s, s->params[4],
+                                     ngx_atoof((u_char *) s->params[3],
+                                               ngx_strlen(s->params[3])),
+                                     NULL);
+}
+
+
+static void
+ngx_kubenova_gw_certificate_send(ngx_kubenova_gw_stream_t *s,
+    const char *pem, int64_t not_after, const char *error)
+{
+    ngx_http_kubenova_main_conf_t  *kmcf;
+    Kubenova__V1__ManagerMessage    msg = KUBENOVA__V1__MANAGER_MESSAGE__INIT;
+    Kubenova__V1__CertificateIssued issued =
+                                        KUBENOVA__V1__CERTIFICATE_ISSUED__INIT;
+
+    kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
+
+    if (pem) {
+        issued.certificate_pem.data = (uint8_t *) pem;
+        issued.certificate_pem.len = ngx_strlen(pem);
+        issued.ca_pem.data = kmcf->ca->cert_pem.data;
+        issued.ca_pem.len = kmcf->ca->cert_pem.len;
+        issued.not_after_unix = not_after;
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, s->request->connection->log, 0,
+                      "kubenova: certificate request of cluster \"%s\" "
+                      "refused: %s", s->cluster, error);
+        issued.error = (char *) error;
+    }
+
+    msg.body_case = KUBENOVA__V1__MANAGER_MESSAGE__BODY_CERTIFICATE;
+    msg.certificate = &issued;
+
+    if (ngx_kubenova_grpc_send(s->grpc, &msg.base) != NGX_OK) {
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL,
+                            "cannot send a certificate");
+    }
 }
 
 

@@ -16,7 +16,13 @@ typedef struct {
     ngx_kubenova_pg_query_t        query;
     ngx_kubenova_http_pg_done_pt   done;
     void                          *data;
+    ngx_uint_t                     own_errors;  /* done() hears of them */
 } ngx_kubenova_http_pg_ctx_t;
+
+
+static ngx_int_t ngx_kubenova_http_pg_start(ngx_http_request_t *r,
+    const char *sql, int nparams, const char *const *values,
+    ngx_kubenova_http_pg_done_pt done, void *data, ngx_uint_t own_errors);
 
 
 static void ngx_kubenova_http_pg_result(void *data, ngx_int_t rc,
@@ -28,6 +34,24 @@ ngx_int_t
 ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
     const char *const *values, ngx_kubenova_http_pg_done_pt done, void *data)
 {
+    return ngx_kubenova_http_pg_start(r, sql, nparams, values, done, data, 0);
+}
+
+
+ngx_int_t
+ngx_kubenova_http_pg_try(ngx_http_request_t *r, const char *sql,
+    int nparams, const char *const *values, ngx_kubenova_http_pg_done_pt done,
+    void *data)
+{
+    return ngx_kubenova_http_pg_start(r, sql, nparams, values, done, data, 1);
+}
+
+
+static ngx_int_t
+ngx_kubenova_http_pg_start(ngx_http_request_t *r, const char *sql,
+    int nparams, const char *const *values, ngx_kubenova_http_pg_done_pt done,
+    void *data, ngx_uint_t own_errors)
+{
     int                          i;
     size_t                       len;
     char                       **copies;
@@ -37,6 +61,10 @@ ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
     ngx_kubenova_http_pg_ctx_t  *ctx;
 
     pool = ngx_http_kubenova_pool(r);
+
+    if (pool == NULL && own_errors) {
+        return done(r, data, NGX_ERROR, NULL);
+    }
 
     if (pool == NULL) {
         return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -79,6 +107,7 @@ ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
     ctx->request = r;
     ctx->done = done;
     ctx->data = data;
+    ctx->own_errors = own_errors;
     ctx->query.sql = sql;
     ctx->query.nparams = nparams;
     ctx->query.values = (const char *const *) copies;
@@ -97,6 +126,10 @@ ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql, int nparams,
     cln->data = ctx;
 
     rc = ngx_kubenova_pg_query(pool, &ctx->query);
+
+    if (rc != NGX_AGAIN && own_errors) {
+        return done(r, data, rc, NULL);
+    }
 
     if (rc != NGX_AGAIN) {
         return ngx_kubenova_http_pg_unavailable(r, rc);
@@ -145,7 +178,7 @@ ngx_kubenova_http_pg_result(void *data, ngx_int_t rc, PGresult *res)
     r = ctx->request;
     c = r->connection;
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK && !ctx->own_errors) {
         rc = ngx_kubenova_http_pg_unavailable(r, rc);
 
     } else {

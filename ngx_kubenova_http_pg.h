@@ -34,6 +34,15 @@ ngx_int_t ngx_kubenova_http_pg_run(ngx_http_request_t *r, const char *sql,
     int nparams, const char *const *values, ngx_kubenova_http_pg_done_pt done,
     void *data);
 
+/*
+ * As ngx_kubenova_http_pg_run(), but a database that cannot be reached
+ * (not configured: rc NGX_ERROR; pool errors) is done()'s to answer, with
+ * res NULL, possibly before this returns (then its value is returned).
+ */
+ngx_int_t ngx_kubenova_http_pg_try(ngx_http_request_t *r, const char *sql,
+    int nparams, const char *const *values, ngx_kubenova_http_pg_done_pt done,
+    void *data);
+
 /* 503 with the JSON error matching a pool error */
 ngx_int_t ngx_kubenova_http_pg_unavailable(ngx_http_request_t *r,
     ngx_int_t rc);

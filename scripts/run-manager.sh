@@ -25,13 +25,31 @@ fi
 if [ ! -s "$run/conf/secrets/admin.token" ]; then
     (umask 077; printf 'kn_admin_%s\n' "$(openssl rand -hex 24)" > "$run/conf/secrets/admin.token")
 fi
+# kubenova_ca, and the gateway's server certificate from it (localhost)
+if [ ! -s "$run/conf/secrets/ca.key" ]; then
+    (umask 077; cd "$run/conf/secrets" \
+     && openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -keyout ca.key -out ca.crt -days 3650 -subj /CN=kubenova-local-ca \
+            -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null \
+     && openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -keyout gateway.key -out gateway.csr -subj /CN=localhost 2>/dev/null \
+     && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > gateway.ext \
+     && openssl x509 -req -in gateway.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -days 825 -out gateway.crt -extfile gateway.ext 2>/dev/null)
+fi
 "$repo/scripts/pg.sh" start "$run/pgdata" "$pg_port"
 "$repo/sql/migrate" "$conninfo"
 
 ln -sf "$so" "$run/modules/ngx_http_kubenova_module.so"
+ln -sfn "$repo/dashboard" "$run/dashboard"
+cp "$repo/conf/kubenova-dashboard.conf" "$run/conf/"
 sed -e "s|host=127.0.0.1 port=5432 dbname=kubenova user=kubenova|$conninfo|" \
     -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$http_port;|" \
-    -e "s|listen 127.0.0.1:8081 http2;|listen 127.0.0.1:$grpc_port http2;|" \
+    -e "s|listen 127.0.0.1:8081 ssl http2;|listen 127.0.0.1:$grpc_port ssl http2;|" \
+    -e "s|http://127.0.0.1:8080;|http://127.0.0.1:$http_port;|" \
+    -e "s|https://localhost:8081;|https://localhost:$grpc_port;|" \
+    -e "s|/usr/share/kubenova/deploy;|$repo/operator/deploy;|" \
     "$repo/conf/nginx.conf" > "$run/conf/nginx.conf"
 [ "$(id -u)" = 0 ] && sed -i '1i user root;' "$run/conf/nginx.conf"
 
@@ -54,11 +72,13 @@ done
 cat <<MSG
 
 KubeNova Manager is listening on http://127.0.0.1:$http_port
+  console: http://127.0.0.1:$http_port/ (sign in with the admin token below)
   curl http://127.0.0.1:$http_port/readyz
   curl http://127.0.0.1:$http_port/metrics
   curl -H "Authorization: Bearer \$(cat $run/conf/secrets/admin.token)" \\
        http://127.0.0.1:$http_port/api/v1/tenants
-Operator gateway (gRPC, h2c): 127.0.0.1:$grpc_port
+Operator gateway (gRPC, mTLS): https://localhost:$grpc_port
+  a cluster joins with the join_command of POST /api/v1/clusters
 Admin token (bootstrap; create real admins with POST /api/v1/admins):
   $run/conf/secrets/admin.token
 PostgreSQL: $conninfo   (data in $run/pgdata)

@@ -572,7 +572,9 @@ subtest 'applications, JSON and YAML' => sub {
     my $r = $api->post('tenants/t30-apps/apps', body => \%doc);
     is $r->{status}, 201, 'POST JSON: 201';
     is $r->{headers}{location}, '/api/v1/tenants/t30-apps/apps/web', 'Location';
-    is_deeply $r->{json}{document}, \%doc, 'the document as given';
+    is_deeply $r->{json}{document},
+        { %doc, metadata => { name => 'web', namespace => 't30-apps-apps' } },
+        'the document as given, in the tenant\'s namespace';
     is $r->{json}{name}, 'web', 'named by metadata.name';
     is $r->{json}{status}, 'active', 'active';
 
@@ -600,7 +602,8 @@ YAML
     is $r->{headers}{location}, '/api/v1/tenants/t30-apps/apps/api', 'Location';
     is_deeply $r->{json}{document}, {
         apiVersion => 'core.oam.dev/v1beta1', kind => 'Application',
-        metadata => { name => 'api', labels => { app => 'api' } },
+        metadata => { name => 'api', labels => { app => 'api' },
+                      namespace => 't30-apps-apps' },
         spec => { components => [{ name => 'api', type => 'webservice',
             properties => { image => 'registry.example.com/api:2.0',
                             port => 8080, replicas => 3,

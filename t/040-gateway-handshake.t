@@ -5,7 +5,10 @@
 # nothing for what is current; a tombstone the cluster does not hold is
 # done at once (no message, the REST object goes).  Authentication, the
 # first-message rule, and the cluster's state in the REST API (connected,
-# versions, last_seen_at; connected false after the stream ends).
+# versions, last_seen_at; connected false after the stream ends).  The
+# gateway speaks mTLS: each stream presents the certificate its cluster got
+# by registering (KubeNova::Gateway's tls mode; the refusals of
+# registration and of certificates are t/073's).
 use strict;
 use warnings;
 
@@ -16,13 +19,14 @@ use KubeNova::Pg qw(require_pg psql);
 
 require_pg();
 
-my $gw = KubeNova::Gateway->start(heartbeat => '10s');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '10s');
 my $op = $gw->operator;
 
 my $C = 'gw40-c';
 my $T = 'gw40-t';
-my $secret = $gw->create_cluster($C);
-like $secret, qr/^kncs_[A-Za-z0-9_-]{43}$/, 'the cluster has a secret';
+my $identity = $gw->create_cluster($C);
+like $identity->{certificate}, qr/^-----BEGIN CERTIFICATE-----/,
+    'the cluster registered: it has a certificate';
 $gw->create_tenant($T, $C);
 $gw->create_app($T, $_) for qw(a1 a2 a3);
 
@@ -45,7 +49,7 @@ sub hello {
     my (%h) = @_;
     my $id = 's' . ++$n;
     my $settle = delete $h{settle} // 1;
-    $op->open($id, hello => { cluster => $C, cluster_secret => $secret,
+    $op->open($id, hello => { cluster => $C,
                               operator_version => 'op-0.4.0',
                               kubernetes_version => 'v1.29.3', %h });
     my $w = $op->next_msg($id, 10);
@@ -62,23 +66,26 @@ sub refs {
 # --- authentication and the first message -------------------------------
 
 {
-    $op->open('bad1', hello => { cluster => $C, cluster_secret => 'kncs_wrong' });
+    $op->open('bad1', hello => { cluster => $C }, tls => $gw->tls(undef));
     my $end = $op->end('bad1', 10);
-    is $end->{code}, 'UNAUTHENTICATED', 'a wrong secret: UNAUTHENTICATED';
-    is $end->{details}, 'unknown cluster or wrong secret', '... and why';
+    is $end->{code}, 'UNAUTHENTICATED', 'no client certificate: UNAUTHENTICATED';
+    like $end->{details}, qr/client certificate/, '... and why';
 
-    $op->open('bad2', hello => { cluster => 'gw40-nosuch',
-                                 cluster_secret => $secret });
+    # a certificate for a cluster that is gone (revoked with it)
+    $gw->create_cluster('gw40-gone');
+    $gw->api_ok(DELETE => 'clusters/gw40-gone');
+    $op->open('bad2', hello => { cluster => 'gw40-gone' });
     $end = $op->end('bad2', 10);
-    is $end->{code}, 'UNAUTHENTICATED', 'an unknown cluster: the same answer';
-    is $end->{details}, 'unknown cluster or wrong secret', '... word for word';
+    is $end->{code}, 'UNAUTHENTICATED', 'a deleted cluster: UNAUTHENTICATED';
+    is $end->{details}, 'unknown cluster, or its certificate is revoked or expired',
+        '... and why';
 
     $op->open('bad3');
     $op->send('bad3', { heartbeat => { sent_at_unix_ms => 1 } });
     $end = $op->end('bad3', 10);
     is $end->{code}, 'FAILED_PRECONDITION', 'a first message that is not a hello';
 
-    $op->open('bad4', hello => { cluster => '', cluster_secret => $secret });
+    $op->open('bad4', hello => { cluster => '' });
     $end = $op->end('bad4', 10);
     is $end->{code}, 'INVALID_ARGUMENT', 'a hello without a cluster name';
 
@@ -128,7 +135,8 @@ sub refs {
         $cont = $j->{continue};
     } while (!$listed && defined $cont && ++$pages < 100);
     ok $listed->{connected}, 'the cluster list says so too';
-    ok !exists $cl->{secret}, 'the secret is never shown again';
+    ok !exists $cl->{secret} && !exists $cl->{join_token},
+        'neither the secret nor the join token is shown again';
     ok $gw->stream_worker($C, $off), 'the connection is logged';
 
     $op->close($id);    # the Operator ends its stream
@@ -216,7 +224,7 @@ cmp_ok $tomb, '>', $gen{"Application $T/a3"}, 'the tombstone has a new generatio
 
 {
     my ($id) = ('dup');
-    $op->open($id, hello => { cluster => $C, cluster_secret => $secret,
+    $op->open($id, hello => { cluster => $C,
                               applied => [$all[0], $all[0]] });
     my $end = $op->end($id, 10);
     is $end->{code}, 'INVALID_ARGUMENT', 'an object listed twice: INVALID_ARGUMENT';

@@ -17,7 +17,7 @@ use KubeNova::Pg qw(require_pg psql);
 
 require_pg();
 
-my $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
+my $gw = KubeNova::Gateway->start(tls => 1, workers => 2, master_process => 1,
                                   heartbeat => '10s');
 my $ngx = $gw->ngx;
 ok wait_until(sub { my @w = $ngx->worker_pids; @w == 2 }, 10), 'two workers';

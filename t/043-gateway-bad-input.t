@@ -17,13 +17,20 @@ use KubeNova::Pg qw(require_pg psql);
 require_pg();
 
 my $max = 65536;
-my $gw = KubeNova::Gateway->start(heartbeat => '10s', max_message => '64k');
+my $gw = KubeNova::Gateway->start(tls => 1, heartbeat => '10s',
+                                  max_message => '64k');
 my $port = $gw->gw_port;
 
 my $C = 'gw43-c';
 my $T = 'gw43-t';
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
+my $tls = $gw->tls($identity);     # mTLS with the cluster's certificate
 $gw->create_tenant($T, $C);
+
+sub grpc_curl_tls {
+    my ($bytes, %o) = @_;
+    return grpc_curl($port, $bytes, tls => $tls, %o);
+}
 
 # --- a little protobuf, by hand -----------------------------------------
 
@@ -40,7 +47,8 @@ sub f_len { tag($_[0], 2) . varint(length $_[1]) . $_[1] }
 # OperatorMessage{hello}, OperatorMessage{heartbeat}
 sub hello_bytes {
     my (%o) = @_;
-    my $h = f_len(1, $o{cluster} // $C) . f_len(2, $o{secret} // $secret)
+    my $h = f_len(1, $o{cluster} // $C)
+          . (defined $o{secret} ? f_len(2, $o{secret}) : '')
           . ($o{extra_inner} // '');
     return f_len(1, $h) . ($o{extra_outer} // '');
 }
@@ -49,26 +57,26 @@ my $heartbeat = f_len(2, f_int(1, 1700000000000));
 # --- truncated framing (curl) ---------------------------------------------
 
 {
-    my $r = grpc_curl($port, grpc_frame('x' x 10, length => 100));
+    my $r = grpc_curl_tls(grpc_frame('x' x 10, length => 100));
     is $r->{status}, 200, 'truncated message: the response started (200)';
     is $r->{grpc_status}, 13, '... and ends with grpc-status 13 (INTERNAL)';
     is $r->{grpc_message}, 'the stream ended inside a message', '... saying so';
 
-    $r = grpc_curl($port, "\0\0\0");
+    $r = grpc_curl_tls("\0\0\0");
     is $r->{grpc_status}, 13, 'a frame header cut short: 13';
 
-    $r = grpc_curl($port, grpc_frame(hello_bytes()) . "\0\0\0\0\x40abc");
+    $r = grpc_curl_tls(grpc_frame(hello_bytes()) . "\0\0\0\0\x40abc");
     is $r->{grpc_status}, 13,
         'a good hello, then a message cut short: 13 all the same';
 
-    $r = grpc_curl($port, '');
+    $r = grpc_curl_tls('');
     is $r->{grpc_status}, 0, 'an empty stream: 0, nothing to say';
 }
 
 # --- oversized ----------------------------------------------------------
 
 {
-    my $r = grpc_curl($port, grpc_frame('abc', length => 16 * 2**20));
+    my $r = grpc_curl_tls(grpc_frame('abc', length => 16 * 2**20));
     is $r->{grpc_status}, 8,
         'a frame header announcing 16 MiB: 8 (RESOURCE_EXHAUSTED) at once';
     is $r->{grpc_message},
@@ -84,13 +92,13 @@ my $op = $gw->operator;
 {
     my $exact = f_len(15, "y" x ($max - 4));
     is length $exact, $max, "(a message of exactly $max bytes)";
-    $op->open('exact');
+    $op->open('exact', tls => $tls);
     $op->send_raw('exact', unpack 'H*', $exact);
     my $end = $op->end('exact', 10);
     is $end->{code}, 'FAILED_PRECONDITION',
         "exactly $max bytes is allowed (then: not a hello, 9)";
 
-    $op->open('over');
+    $op->open('over', tls => $tls);
     $op->send_raw('over', unpack 'H*', $exact . 'z');
     $end = $op->end('over', 10);
     is $end->{code}, 'RESOURCE_EXHAUSTED',
@@ -102,7 +110,7 @@ my $op = $gw->operator;
 
 {
     # grpcio sends a large message in many DATA frames
-    $op->open('big', hello => { cluster => $C, cluster_secret => $secret });
+    $op->open('big', hello => { cluster => $C });
     ok $op->msg('big', 'welcome', 10), 'a stream';
     $op->send_raw('big', unpack('H*', $heartbeat), repeat => 10000);
     my $end = $op->end('big', 10);
@@ -112,7 +120,7 @@ my $op = $gw->operator;
     # a hello just under the limit, in several DATA frames: fine
     my @applied = map { { kind => 'Application', name => sprintf("$T/app-%05d", $_),
                           generation => 1 } } 1 .. 1000;
-    $op->open('bighello', hello => { cluster => $C, cluster_secret => $secret,
+    $op->open('bighello', hello => { cluster => $C,
                                      applied => \@applied });
     my $w = $op->msg('bighello', 'welcome', 20);
     is $w && $w->{msg}{deletes}, 1000,
@@ -126,33 +134,34 @@ my $op = $gw->operator;
 # --- garbage and malformed frames ---------------------------------------
 
 {
-    my $r = grpc_curl($port, grpc_frame("\xff\xff\xff\xff\xff"));
+    my $r = grpc_curl_tls(grpc_frame("\xff\xff\xff\xff\xff"));
     is $r->{grpc_status}, 3, 'garbage bytes as the first message: 3';
     is $r->{grpc_message}, 'cannot decode an OperatorMessage', '... saying so';
 
-    $op->open('garbage', hello => { cluster => $C, cluster_secret => $secret });
+    $op->open('garbage', hello => { cluster => $C });
     ok $op->msg('garbage', 'welcome', 10), 'a stream';
     $op->send_raw('garbage', '0a05ffffffff');    # a hello whose length lies
     my $end = $op->end('garbage', 10);
     is $end->{code}, 'INVALID_ARGUMENT', 'garbage after the hello: INVALID_ARGUMENT';
 
-    $r = grpc_curl($port, grpc_frame(hello_bytes(), flag => 1));
+    $r = grpc_curl_tls(grpc_frame(hello_bytes(), flag => 1));
     is $r->{grpc_status}, 12, 'a compressed message: 12 (UNIMPLEMENTED)';
 
-    $r = grpc_curl($port, grpc_frame(hello_bytes(), flag => 0x80));
+    $r = grpc_curl_tls(grpc_frame(hello_bytes(), flag => 0x80));
     is $r->{grpc_status}, 13, 'a frame flag that means nothing: 13';
 
-    $r = grpc_curl($port, grpc_frame(hello_bytes(cluster => "gw43-\xc3\x28")));
+    $r = grpc_curl_tls(grpc_frame(hello_bytes(cluster => "gw43-\xc3\x28")));
     is $r->{grpc_status}, 3, "a hello whose cluster name is not UTF-8: 3";
-    $r = grpc_curl($port, grpc_frame(hello_bytes(secret => "\xc3\x28")));
-    is $r->{grpc_status}, 16,
-        "a secret that is not UTF-8 is just a wrong secret: 16";
+    $r = grpc_curl_tls(grpc_frame(hello_bytes(secret => "\xc3\x28")));
+    isnt $r->{grpc_status} // 0, 16,
+        "a retired cluster_secret (not even UTF-8) is ignored: the certificate speaks";
+    is $r->{status}, 200, '... served';
 }
 
 # --- unknown fields and messages are accepted -----------------------------
 
 {
-    $op->open('unk');
+    $op->open('unk', tls => $tls);
     # field 99 (varint) and field 100 (bytes) inside the Hello, field 50
     # (fixed64) after it
     $op->send_raw('unk', unpack 'H*', hello_bytes(
@@ -189,17 +198,17 @@ my $op = $gw->operator;
 # --- wrong content type, wrong method, HTTP/1.1 ---------------------------
 
 {
-    my $r = grpc_curl($port, '', content_type => 'application/json');
+    my $r = grpc_curl_tls('', content_type => 'application/json');
     is $r->{status}, 415, 'HTTP/2 with content-type application/json: 415';
     is $r->{headers}{'content-type'}, 'application/json', '... in JSON';
     is $r->{json}{error}{code}, 'unsupported_media_type', '... code';
     is $r->{json}{error}{status}, 415, '... status';
     ok !defined $r->{grpc_status}, '... no grpc-status';
 
-    $r = grpc_curl($port, '', content_type => 'application/grpc-web');
+    $r = grpc_curl_tls('', content_type => 'application/grpc-web');
     is $r->{status}, 415, 'application/grpc-web: 415 too';
 
-    $r = grpc_curl($port, grpc_frame(hello_bytes()),
+    $r = grpc_curl_tls(grpc_frame(hello_bytes()),
                    content_type => 'application/grpc+proto');
     is $r->{status}, 200, 'application/grpc+proto is gRPC';
 
@@ -218,7 +227,7 @@ my $op = $gw->operator;
 # --- the gateway still serves -------------------------------------------
 
 {
-    $op->open('after', hello => { cluster => $C, cluster_secret => $secret });
+    $op->open('after', hello => { cluster => $C });
     ok $op->msg('after', 'welcome', 10), 'after all that, a good stream is welcome';
     $op->close('after');
     $op->end('after', 10);

@@ -21,7 +21,7 @@ open my $fh, '>', $key_file or die $!;
 print $fh encode_base64(join('', map { chr int rand 256 } 1 .. 32), '');
 close $fh;
 
-my $gw = KubeNova::Gateway->start(
+my $gw = KubeNova::Gateway->start(tls => 1,
     http_config => "kubenova_secret_key_file $key_file;");
 
 my $secret = $gw->create_cluster('t45-c1');

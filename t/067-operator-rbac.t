@@ -2,10 +2,11 @@
 # plane: "kubectl apply -f operator/deploy/" takes it; the ClusterRole has no
 # wildcard and is bound to the Operator's ServiceAccount alone; with that
 # ServiceAccount's kubeconfig (a TokenRequest token), kubectl is allowed
-# what the Operator does and refused the rest: secrets, cluster-wide RBAC,
-# RoleBindings to roles other than admin and view, impersonation, deleting
-# namespaces.  That the Operator does its whole job with this role is
-# t/063 and t/066, which run it so.
+# what the Operator does and refused the rest: secrets, cluster-wide RBAC
+# but the component bundles' own roles and bindings (by name), RoleBindings
+# to roles other than admin and view, impersonation, deleting namespaces.
+# That the Operator does its whole job with this role is t/063, t/066 and
+# t/075 (the bundles), which run it so.
 use strict;
 use warnings;
 
@@ -76,7 +77,14 @@ for my $yes (['create', 'namespaces'],
              ['watch', 'pods', '--all-namespaces'],
              ['list', 'events', '--all-namespaces'],
              ['watch', 'customresourcedefinitions.apiextensions.k8s.io/'
-                       . 'tenants.capsule.clastix.io'])
+                       . 'tenants.capsule.clastix.io'],
+             # the component bundles (operator/bundles/), by name
+             ['patch', 'customresourcedefinitions.apiextensions.k8s.io/'
+                       . 'tenants.capsule.clastix.io'],
+             ['escalate', 'clusterroles.rbac.authorization.k8s.io/capsule-manager'],
+             ['bind', 'clusterroles.rbac.authorization.k8s.io/kubevela-vela-core'],
+             ['patch', 'clusterrolebindings.rbac.authorization.k8s.io/capsule-proxy'],
+             ['delete', 'deployments.apps/capsule-proxy', '-n', 'capsule-system'])
 {
     is can_i(@$yes), 'yes', "can-i @$yes: yes";
 }
@@ -97,8 +105,13 @@ for my $no (['get', 'secrets', '-n', 'kube-system'],
             ['create', 'pods/exec', '-n', 'any'],
             ['delete', 'resourcequotas', '-n', 'any'],
             ['create', 'customresourcedefinitions.apiextensions.k8s.io'],
-            ['patch', 'customresourcedefinitions.apiextensions.k8s.io/'
-                      . 'tenants.capsule.clastix.io'],
+            ['delete', 'customresourcedefinitions.apiextensions.k8s.io/'
+                       . 'tenants.capsule.clastix.io'],
+            ['escalate', 'clusterroles.rbac.authorization.k8s.io/admin'],
+            ['patch', 'clusterrolebindings.rbac.authorization.k8s.io/'
+                      . 'cluster-admin'],
+            ['create', 'deployments.apps', '-n', 'any'],
+            ['delete', 'deployments.apps', '-n', 'any'],
             ['delete', 'customresourcedefinitions.apiextensions.k8s.io/'
                        . 'applications.core.oam.dev'],
             ['get', 'nodes'],

@@ -9,8 +9,8 @@
 #     with its spec, labelled with its tenant, the Manager generation in an
 #     annotation, synced in the REST API; a PUT applies the new generation;
 #   - its status, patched as KubeVela would (no controller runs here),
-#     reaches the Manager (app_status, the REST API); fast changes are
-#     coalesced and the newest wins;
+#     reaches the Manager (app_status, the REST API, the status stream of
+#     server-sent events); fast changes are coalesced and the newest wins;
 #   - a restarted Operator finds them applied: nothing is applied again
 #     (resourceVersion unchanged);
 #   - a DELETE removes it from the cluster and the tombstone clears; one
@@ -27,6 +27,7 @@ use KubeNova::K8s;
 use KubeNova::Nginx;
 use KubeNova::Operator;
 use KubeNova::Pg qw(psql require_pg);
+use KubeNova::Sse;
 
 require_pg();
 
@@ -170,6 +171,15 @@ sub stored_status {
     return $row // '';
 }
 
+# a script waiting for "running" watches the status stream meanwhile
+my $watch = KubeNova::Sse->open($gw->ngx->port, "tenants/$T/apps/web/status?watch=1");
+my $phase_of = sub {
+    my ($e) = @_;
+    my ($c) = grep { $_->{cluster} eq $C } @{ $e->{data}{clusters} || [] };
+    return ($c || {})->{phase} // '';
+};
+ok $watch->next(sub { $_[0]{event} eq 'status' }, 10), 'a status stream of the app';
+
 my $kgen = app_in_cluster('web')->{metadata}{generation};
 is patch_status('web', { status => 'runningWorkflow',
                          observedGeneration => $kgen,
@@ -197,6 +207,14 @@ my $j = $gw->api_ok(GET => "tenants/$T/apps/web")->{json};
 my ($cs) = grep { $_->{cluster} eq $C } @{ $j->{cluster_status} || [] };
 is $cs && $cs->{phase}, 'running', 'the REST API shows it'
     or diag explain $j;
+ok $watch->next(sub { $phase_of->($_[0]) eq 'runningWorkflow' }, 10),
+    'the status stream delivered the first change';
+my $running = $watch->next(sub { $phase_of->($_[0]) eq 'running' }, 10);
+ok $running, '... and "running"';
+my ($rc) = grep { $_->{cluster} eq $C } @{ $running ? $running->{data}{clusters} : [] };
+is_deeply [@{ $rc || {} }{qw(sync healthy workflow_state)}], ['synced', JSON::PP::true, 'finished'],
+    '... synced, healthy, workflow finished';
+$watch->close;
 
 # --- a restart does not apply again ---------------------------------------
 

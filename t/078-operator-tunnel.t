@@ -58,7 +58,7 @@ my $op = KubeNova::Operator->start(
     manager_url => 'http://127.0.0.1:' . $srv->port,
     cluster => 't78-c', secret => 'kncs_t78_' . ('x' x 20),
     args => ['--heartbeat', '1s', '--kubeconfig', $k8s->operator_kubeconfig,
-             '--max-tunnel-requests', $LIMIT]);
+             '--max-tunnel-requests', $LIMIT, '--tunnel-max-buffer', '256k']);
 
 my $c = $srv->connect_in_mode(60);
 ok $c, 'the Operator connects' or diag $op->log_text;
@@ -237,8 +237,11 @@ ok wait_until(sub { push @ev, watch_events($w, 0.5);
 is_deeply [map { $_->{object}{metadata}{name} } @ev], ['later'],
     '... of that configmap';
 
-$r = call(method => 'DELETE', path => "/api/v1/namespaces/$APPS/configmaps/later");
-is $r->{status}, 200, 'owner: DELETE: 200';
+$r = call(method => 'DELETE', path => "/api/v1/namespaces/$APPS/configmaps/later",
+          headers => [['content-type', 'application/json']],
+          body => $JSON->encode({ kind => 'DeleteOptions', apiVersion => 'v1',
+                                  propagationPolicy => 'Background' }));
+is $r->{status}, 200, 'owner: DELETE (with DeleteOptions, as kubectl sends it): 200';
 ok wait_until(sub { push @ev, watch_events($w, 0.5);
                     grep { $_->{type} eq 'DELETED' } @ev }, 20),
     '... the watch sees it DELETED';
@@ -405,6 +408,23 @@ is_deeply [map { "$_->{type} $_->{object}{metadata}{namespace}" } @ev],
     ["ADDED $APPS"], '... shows the tenant\'s only';
 send_msg({ tunnel_cancel => { id => "$pw" } });
 
+# the lists being filtered share --tunnel-max-buffer (256k here)
+for my $i (1 .. 3) {
+    ok $k8s->apply({ %$pod, metadata => { name => "big-$i", namespace => 'default',
+                                          annotations => { big => 'b' x 120_000 } } },
+                   '--server-side'), "(a pod of 120 KB in default)";
+}
+$r = call(path => '/api/v1/pods');
+is $r->{status}, 503, 'a list of all pods larger than --tunnel-max-buffer: 503';
+like $r->{json}{message} // '', qr/--tunnel-max-buffer .*limit/, '... saying why, and what to do';
+$r = call(path => '/api/v1/pods', query => 'limit=1');
+is $r->{status}, 200, '... page by page (limit) it passes';
+is_deeply $r->{json}{items}, [], '... (the first page is a pod of default: nothing of it)';
+ok $r->{json}{metadata}{continue}, '... and the continue token goes on';
+$k8s->kubectl('delete', 'pod', '-n', 'default', '--wait=false', map { "big-$_" } 1 .. 3);
+ok wait_until(sub { call(path => '/api/v1/pods')->{status} == 200 }, 60),
+    '... and once they are gone, the whole list passes again (the budget is back)';
+
 for (['/api/v1/nodes', 'NodeList', 'v1'],
      ['/apis/storage.k8s.io/v1/storageclasses', 'StorageClassList', 'storage.k8s.io/v1'])
 {
@@ -446,13 +466,19 @@ my $W = 300_000;
 my $bl = treq(path => "/api/v1/namespaces/$APPS/configmaps", window => $W);
 my $head = $srv->take(sub { is_msg($_[0], $bl, qr/^tunnel_response$/) }, 30);
 is $head && $head->{msg}{status}, 200, 'a list of about 6 MB: 200';
-my @first = $srv->take_all(sub { is_msg($_[0], $bl, qr/^tunnel_data$/) }, 3);
-my $got = 0;
+my (@first, $got);
+wait_until(sub {
+    push @first, $srv->take_all(sub { is_msg($_[0], $bl, qr/^tunnel_data$/) }, 0.5);
+    $got = 0;
+    $got += length decode_base64($_->{msg}{data}) for @first;
+    $got >= $W }, 60);
+push @first, $srv->take_all(sub { is_msg($_[0], $bl, qr/^tunnel_data$/) }, 1);
+$got = 0;
 $got += length decode_base64($_->{msg}{data}) for @first;
 ok @first > 1, 'its body comes in chunks: ' . scalar(@first);
 ok !(grep { length(decode_base64($_->{msg}{data})) > 16384 } @first),
     '... of at most 16 KiB';
-ok $got > 0 && $got <= $W, "... no more than the window ($got of $W bytes) until the reader grants more";
+is $got, $W, "... exactly the window ($W bytes) until the reader grants more";
 ok !(grep { $_->{msg}{end} } @first), '... not ended';
 
 $r = call(path => "/api/v1/namespaces/$APPS/configmaps/one");
@@ -508,8 +534,8 @@ ok $op->wait_log(qr/tunnel: the stream ended: 1 request\(s\) abandoned/, 30, $of
 ok wait_until(sub { watchers() == $before }, 30),
     '... and its watch is gone from the API server';
 my $c2 = $srv->event('connect', 60);
-ok $c2, 'the Operator connects again';
 $n = $c2 ? $c2->{n} : $n;
+ok $c2 && $srv->msg($n, 'hello', 30), 'the Operator connects again';
 ok wait_until(sub { call(path => "/api/v1/namespaces/$APPS/configmaps/one")->{status} == 200 }, 30),
     '... and the tunnel serves on the new stream';
 

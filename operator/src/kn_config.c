@@ -138,6 +138,9 @@ static const kn_config_option_t  kn_config_options[] = {
       "API server URL written in the tenants' kubeconfigs (default: the "
       "one the Operator uses)" },
 
+    { "bundles-dir", "KN_BUNDLES_DIR", KN_STR(bundles_dir),
+      "the component bundles, <dir>/<component>/<version>/NN-*.yaml "
+      "(default " KN_CONFIG_BUNDLES_DIR ")" },
     { "max-tunnel-requests", "KN_MAX_TUNNEL_REQUESTS", KN_OPT_SIZE,
       offsetof(kn_config_t, max_tunnel_requests), 0, 1, 10000,
       "kube proxy requests run at once for the tenants; past it they are "
@@ -146,8 +149,8 @@ static const kn_config_option_t  kn_config_options[] = {
     { "tunnel-max-buffer", "KN_TUNNEL_MAX_BUFFER", KN_OPT_SIZE,
       offsetof(kn_config_t, tunnel_max_buffer), 0, 64 * 1024,
       1024 * 1024 * 1024,
-      "largest kube proxy response held whole to be filtered (pods of all "
-      "namespaces) (default 32m)" },
+      "memory the kube proxy responses being filtered (pods of all "
+      "namespaces, held whole) may take, all of them (default 64m)" },
 
     { "log-level", "KN_LOG_LEVEL", KN_OPT_LOG_LEVEL,
       offsetof(kn_config_t, log_level), 0, 0, 0,
@@ -178,6 +181,7 @@ kn_config_defaults(kn_config_t *cfg)
     memset(cfg, 0, sizeof(kn_config_t));
 
     cfg->heartbeat_ms = 10 * 1000;
+    strcpy(cfg->bundles_dir, KN_CONFIG_BUNDLES_DIR);
     cfg->reconnect_min_ms = 1000;
     cfg->reconnect_max_ms = 60 * 1000;
     cfg->max_message = 4 * 1024 * 1024;
@@ -188,7 +192,7 @@ kn_config_defaults(kn_config_t *cfg)
     cfg->usage_spool_max = 10000;
     cfg->tenant_token_ttl_ms = 3600 * 1000;
     cfg->max_tunnel_requests = 64;
-    cfg->tunnel_max_buffer = 32 * 1024 * 1024;
+    cfg->tunnel_max_buffer = 64 * 1024 * 1024;
     cfg->log_level = KN_LOG_INFO;
 
     strcpy(cfg->service_account_dir,

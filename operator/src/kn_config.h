@@ -22,6 +22,7 @@
 #define KN_CONFIG_NAME_MAX    64          /* a DNS label and its NUL */
 #define KN_CONFIG_SECRET_MAX  512
 #define KN_CONFIG_HOST_MAX    256
+#define KN_CONFIG_BUNDLES_DIR "/usr/share/kubenova/bundles"  /* make install */
 
 
 typedef enum {
@@ -63,6 +64,8 @@ typedef struct {
     uint64_t        tenant_token_renew_before_ms;   /* 0: a fifth of it */
     char            tenant_kubeconfig_server[KN_CONFIG_URL_MAX];
 
+    /* the component bundles (kn_components) */
+    char            bundles_dir[PATH_MAX];
     /* the kube proxy tunnel (kn_tunnel) */
     size_t          max_tunnel_requests;
     size_t          tunnel_max_buffer;

@@ -1454,6 +1454,23 @@ kn_grpc_send_app_status(kn_grpc_t *g,
 
 
 kn_rc
+kn_grpc_send_components(kn_grpc_t *g,
+    const Kubenova__V1__ComponentStatus *status)
+{
+    Kubenova__V1__OperatorMessage  m = KUBENOVA__V1__OPERATOR_MESSAGE__INIT;
+
+    if (!kn_grpc_live(g)) {
+        return KN_DECLINED;
+    }
+
+    m.body_case = KUBENOVA__V1__OPERATOR_MESSAGE__BODY_COMPONENTS;
+    m.components = (Kubenova__V1__ComponentStatus *) status;
+
+    return kn_grpc_enqueue(g, &m, "component status");
+}
+
+
+kn_rc
 kn_grpc_send_kubeconfig(kn_grpc_t *g, const char *tenant, const char *role,
     const uint8_t *kubeconfig, size_t len)
 {

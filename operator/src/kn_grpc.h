@@ -136,6 +136,8 @@ kn_rc kn_grpc_send_usage(kn_grpc_t *grpc,
     const Kubenova__V1__UsageReport *report);
 kn_rc kn_grpc_send_app_status(kn_grpc_t *grpc,
     const Kubenova__V1__ApplicationStatus *status);
+kn_rc kn_grpc_send_components(kn_grpc_t *grpc,
+    const Kubenova__V1__ComponentStatus *status);
 kn_rc kn_grpc_send_kubeconfig(kn_grpc_t *grpc, const char *tenant,
     const char *role, const uint8_t *kubeconfig, size_t len);
 

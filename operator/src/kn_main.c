@@ -14,6 +14,7 @@
 #include "kn_app.h"
 #include "kn_app_status.h"
 #include "kn_applier.h"
+#include "kn_components.h"
 #include "kn_config.h"
 #include "kn_drift.h"
 #include "kn_credentials.h"
@@ -46,6 +47,7 @@ typedef struct {
     kn_app_status_t *app_status;    /* ... and their status */
     kn_drift_t    *drift;           /* watches what the tenants own */
     kn_credentials_t  *creds;       /* the tenants' kubeconfigs */
+    kn_components_t   *components;  /* the NovaClusterConfig's bundles */
     kn_tunnel_t   *tunnel;          /* the tenants' kube proxy requests */
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
@@ -83,6 +85,9 @@ static kn_rc kn_main_send_app_status(void *data,
     const Kubenova__V1__ApplicationStatus *status);
 static void kn_main_status_ack(void *data, const char *tenant,
     const char *app, int64_t generation);
+static kn_rc kn_main_send_components(void *data,
+    const Kubenova__V1__ComponentStatus *status);
+static void kn_main_components_ready(void *data);
 static int kn_main_run(kn_ctx_t *ctx);
 
 
@@ -140,6 +145,7 @@ main(int argc, char **argv)
     kn_spool_close(ctx.spool);
     kn_app_status_destroy(ctx.app_status);
     kn_app_destroy(ctx.app);
+    kn_components_destroy(ctx.components);
     kn_tenant_destroy(ctx.tenant);
     kn_credentials_destroy(ctx.creds);
     kn_kube_destroy(ctx.kube);
@@ -351,6 +357,13 @@ kn_main_kube(kn_ctx_t *ctx)
         return KN_ERROR;
     }
 
+    rc = kn_components_create(ctx->loop, &ctx->log, ctx->kube, ctx->applier,
+                              cfg->bundles_dir, kn_main_send_components, ctx,
+                              &ctx->components);
+    if (rc != KN_OK) {
+        return KN_ERROR;
+    }
+
     rc = kn_app_status_create(ctx->loop, &ctx->log, ctx->kube,
                               kn_main_send_app_status, ctx,
                               &ctx->app_status);
@@ -452,7 +465,32 @@ kn_main_apps_ready(void *data)
                "not reported");
     }
 
+    /* then the cluster configuration the cluster holds */
+    (void) kn_components_start(ctx->components, kn_main_components_ready,
+                               ctx);
+}
+
+
+static void
+kn_main_components_ready(void *data)
+{
+    kn_ctx_t  *ctx = data;
+
+    if (ctx->stopping) {
+        return;
+    }
+
     (void) kn_grpc_start(ctx->grpc);
+}
+
+
+static kn_rc
+kn_main_send_components(void *data,
+    const Kubenova__V1__ComponentStatus *status)
+{
+    kn_ctx_t  *ctx = data;
+
+    return kn_grpc_send_components(ctx->grpc, status);
 }
 
 
@@ -551,6 +589,10 @@ kn_main_welcome(void *data, const Kubenova__V1__Welcome *w)
 
     if (ctx->creds != NULL) {
         kn_credentials_connected(ctx->creds);
+    }
+
+    if (ctx->components != NULL) {
+        kn_components_connected(ctx->components);
     }
 }
 

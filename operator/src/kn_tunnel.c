@@ -81,12 +81,14 @@ struct kn_tun_req_s {
                                            a watch's partial line */
     size_t                acc_len;
     size_t                acc_cap;
+    size_t                held;         /* of tun->held */
 
     unsigned              has_body:1;
     unsigned              in_end:1;     /* the last body piece is here */
     unsigned              read_paused:1;
     unsigned              write_paused:1;
     unsigned              filtered:1;   /* the body goes through the filter */
+    unsigned              too_big:1;    /* ... and did not fit */
     unsigned              head_sent:1;
     unsigned              end_sent:1;
     unsigned              dirty:1;
@@ -110,6 +112,8 @@ struct kn_tunnel_s {
     size_t                count;        /* in the table */
     size_t                running;      /* counted ones */
     size_t                chunk;        /* TunnelData payload at most */
+    size_t                held;         /* bytes the filtered responses
+                                           hold, all of them */
 
     kn_tun_req_t         *dirty;
     kn_timer_t            kick;
@@ -284,6 +288,8 @@ kn_tun_free(kn_tun_req_t *req)
     if (req->counted) {
         tun->running--;
     }
+
+    tun->held -= req->held;
 
     kn_kube_cancel(req->ns_req);
 
@@ -1058,6 +1064,7 @@ kn_tun_answer_json(kn_tun_req_t *req, long status, const char *body,
 
     req->status = status;
     req->state = KN_TUN_FINISHING;
+    req->filtered = 0;                  /* an answer of our own */
     req->out_len = req->out_pos = 0;
 
     for (i = 0; i < req->nheaders; i++) {
@@ -1231,6 +1238,14 @@ kn_tun_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
         return CURL_WRITEFUNC_PAUSE;
     }
 
+    /* what was sent makes room: out holds the pending bytes only */
+    if (req->out_pos > 0) {
+        memmove(req->out, req->out + req->out_pos,
+                req->out_len - req->out_pos);
+        req->out_len -= req->out_pos;
+        req->out_pos = 0;
+    }
+
     if (!req->filtered) {
         rc = kn_tun_append(req, &req->out, &req->out_len, &req->out_cap, ptr,
                            len);
@@ -1243,9 +1258,14 @@ kn_tun_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
     }
 
     if (rc != KN_OK) {
-        snprintf(req->curl_error, sizeof(req->curl_error), "the response "
-                 "is larger than the Operator may hold to filter it "
-                 "(%zu bytes)", req->tun->conf.max_buffer);
+        if (req->filtered && !req->route.watch) {
+            req->too_big = 1;           /* answered when the transfer ends */
+            return 0;
+        }
+
+        snprintf(req->curl_error, sizeof(req->curl_error), "the watch "
+                 "sent an event larger than the Operator may hold to "
+                 "filter it (--tunnel-max-buffer)");
         req->failed = 1;
         kn_tun_dirty(req);
         return 0;
@@ -1304,6 +1324,16 @@ kn_tun_done(kn_transfer_t *xfer, CURLcode result)
         return;
     }
 
+    if (req->too_big) {
+        kn_tun_answer(req, 503, "ServiceUnavailable", "the list is larger "
+                      "than the Operator may hold to filter it now "
+                      "(--tunnel-max-buffer %zu bytes, for all such lists "
+                      "at once): ask for fewer at a time (limit)",
+                      req->tun->conf.max_buffer);
+        kn_tun_dirty(req);
+        return;
+    }
+
     if (result != CURLE_OK) {
         if (!req->head_sent && req->out_len == req->out_pos) {
             kn_tun_answer(req, 502, "InternalError", "the Operator could "
@@ -1328,9 +1358,9 @@ kn_tun_done(kn_transfer_t *xfer, CURLcode result)
     if (req->filtered && !req->route.watch
         && kn_tun_filter_whole(req) != KN_OK)
     {
-        snprintf(req->curl_error, sizeof(req->curl_error), "the response "
-                 "cannot be filtered");
-        req->failed = 1;
+        kn_tun_answer(req, 502, "InternalError", "the API server's answer "
+                      "cannot be filtered for the tenant (not a List or a "
+                      "Table, or too large)");
     }
 
     kn_tun_dirty(req);
@@ -1393,6 +1423,14 @@ kn_tun_filter_whole(kn_tun_req_t *req)
     json_t  *body;
 
     body = json_loadb(req->acc ? req->acc : "", req->acc_len, 0, NULL);
+
+    /* parsed: its room goes back to the budget before the result takes */
+    free(req->acc);
+    req->tun->held -= req->acc_cap;
+    req->held -= req->acc_cap;
+    req->acc = NULL;
+    req->acc_len = req->acc_cap = 0;
+
     if (body == NULL) {
         return KN_ERROR;
     }
@@ -1416,27 +1454,40 @@ kn_tun_filter_whole(kn_tun_req_t *req)
 }
 
 
-/* a bounded growing buffer */
+/*
+ * A growing buffer.  What the filtered responses hold, held whole or a
+ * line at a time, counts against one budget for all of them
+ * (--tunnel-max-buffer); any other holds only what is pending, less than
+ * KN_TUN_OUT_HIGH plus one write of libcurl (CURL_MAX_WRITE_SIZE): its
+ * transfer pauses past it.
+ */
 
 static kn_rc
 kn_tun_append(kn_tun_req_t *req, char **buf, size_t *len, size_t *cap,
     const char *p, size_t n)
 {
-    char    *nb;
-    size_t   want;
-
-    if (n > req->tun->conf.max_buffer - *len) {
-        return KN_ERROR;
-    }
+    char         *nb;
+    size_t        want;
+    kn_tunnel_t  *tun = req->tun;
 
     if (*len + n > *cap) {
         for (want = *cap ? *cap : 4096; want < *len + n; want *= 2) {
             /* void */
         }
 
+        if (req->filtered && want - *cap > tun->conf.max_buffer - tun->held)
+        {
+            return KN_ERROR;
+        }
+
         nb = realloc(*buf, want);
         if (nb == NULL) {
             return KN_ERROR;
+        }
+
+        if (req->filtered) {
+            tun->held += want - *cap;
+            req->held += want - *cap;
         }
 
         *buf = nb;
@@ -1471,8 +1522,11 @@ kn_tun_flush(kn_tun_req_t *req)
     kn_tunnel_t  *tun = req->tun;
 
     if (!req->head_sent) {
+        /* a list to be filtered is answered once it is whole */
         if (req->state == KN_TUN_IDLE || req->state == KN_TUN_NAMESPACES
-            || (req->state == KN_TUN_RUNNING && req->status == 0))
+            || (req->state == KN_TUN_RUNNING
+                && (req->status == 0
+                    || (req->filtered && !req->route.watch))))
         {
             return KN_OK;               /* nothing is known yet */
         }

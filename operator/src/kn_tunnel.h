@@ -9,18 +9,21 @@
  * with the token kn_credentials mints for the tenant's kubeconfigs; never
  * the Operator's privileges.  Whatever identity headers reach us are
  * dropped again.  The reads RBAC cannot narrow (namespaces, pods of all
- * namespaces, cluster-scoped lists) are filtered by kn_tunnel_filter.c.
- * Why: docs/adr/0004-kube-proxy-identity.md.
+ * namespaces, cluster-scoped lists) are read as the Operator and filtered
+ * (kn_tunnel_filter.c); which cluster-scoped lists a tenant sees is its
+ * spec's cluster_resources.  Why: docs/adr/0004-kube-proxy-identity.md.
  *
- * Each request is one libcurl easy handle in the one multi (kn_loop).
- * Flow control is per request and per direction (proto/kubenova.proto):
- * the response is sent in chunks while the Manager's window lasts; when it
- * is spent, or the stream's send queue is full, that transfer alone is
- * paused (CURL_WRITEFUNC_PAUSE) until TunnelWindow grants more.  A request
- * body is buffered up to the 64 KiB window and the window is granted again
- * as the API server reads it.  TunnelCancel (or the stream ending) aborts
- * the transfer.  At most max_requests run at once; past it a request is
- * answered 503 at once.
+ * Each request is one libcurl easy handle (HTTP/1.1) in the one multi
+ * (kn_loop).  Flow control is per request and per direction
+ * (proto/kubenova.proto): the response is sent in chunks while the
+ * Manager's window lasts; when it is spent, or the stream's send queue is
+ * half full (the other half is for the rest of the Operator), that
+ * transfer alone is paused (CURL_WRITEFUNC_PAUSE) until TunnelWindow
+ * grants more.  A request body is buffered up to the 64 KiB window and the
+ * window is granted again as the API server reads it.  TunnelCancel (or
+ * the stream ending) aborts the transfer.  At most max_requests run at
+ * once; past it a request is answered 503 at once.  The filtered lists,
+ * held whole, share one budget of max_buffer bytes.
  */
 
 #ifndef KN_TUNNEL_H
@@ -41,8 +44,9 @@ typedef struct kn_tunnel_s  kn_tunnel_t;
 
 typedef struct {
     size_t   max_requests;          /* at once; past it: 503 */
-    size_t   max_buffer;            /* a response held whole to be
-                                       filtered (pods of all namespaces) */
+    size_t   max_buffer;            /* held by the responses filtered
+                                       (pods of all namespaces), all of
+                                       them together */
     size_t   max_message;           /* to the Manager (at least 1024) */
 } kn_tunnel_conf_t;
 

@@ -832,12 +832,22 @@ END
 $$;
 
 
+-- Where one desired_state row stands on its cluster, from the cluster's
+-- applied_state row (nulls: none yet): "synced" once the cluster acked the
+-- desired generation (or a later one), "error" when its last ack of the
+-- desired generation (or a later one) failed, else "pending".
+CREATE FUNCTION api.sync_state(desired bigint, applied bigint, ok boolean,
+                               error_generation bigint) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT CASE WHEN NOT ok AND error_generation >= desired THEN 'error'
+                WHEN applied >= desired THEN 'synced'
+                ELSE 'pending' END
+$$;
+
 -- Where an object stands on each cluster it is placed on (live rows only:
--- a tombstone's cluster is no longer a placement), for the REST views:
--- "synced" once the cluster acked the desired generation (or a later one),
--- "error" when its last ack of the desired generation (or a later one)
--- failed, else "pending".  Index lookups only: desired_state_object, then
--- applied_state's primary key.
+-- a tombstone's cluster is no longer a placement), for the REST views
+-- (states of api.sync_state).  Index lookups only: desired_state_object,
+-- then applied_state's primary key.
 CREATE FUNCTION api.sync_status(object_kind text, object_name text) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -846,9 +856,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
                'error', CASE WHEN x.state = 'error' THEN x.error END)
            ORDER BY x.cluster), '[]')
     FROM (SELECT d.cluster, d.generation, s.generation AS applied_generation, s.error,
-                 CASE WHEN NOT s.ok AND s.error_generation >= d.generation THEN 'error'
-                      WHEN s.generation >= d.generation THEN 'synced'
-                      ELSE 'pending' END AS state
+                 api.sync_state(d.generation, s.generation, s.ok,
+                                s.error_generation) AS state
           FROM desired_state d
           LEFT JOIN applied_state s
                  ON s.cluster = d.cluster AND s.kind = d.kind AND s.name = d.name

@@ -14,10 +14,15 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     -- reported by the cluster's Operator through the gateway; "secret" is
     -- in the answer that created the cluster (and may be sent back)
     SELECT ARRAY['connected', 'last_seen_at', 'connected_at', 'operator_version',
-                 'kubernetes_version', 'secret', 'generation', 'created_at', 'updated_at']
+                 'kubernetes_version', 'secret', 'generation', 'created_at', 'updated_at',
+                 -- the registration fields of the creating answer
+                 'join_token', 'join_token_expires_at', 'install_url', 'join_command']
+           || api.cluster_status_fields()
 $$;
 
-CREATE FUNCTION api.cluster_json(cl clusters) RETURNS jsonb
+-- unavailable_after: api.cluster_unavailable_after() of the request
+CREATE FUNCTION api.cluster_json(cl clusters, unavailable_after interval DEFAULT '90 s')
+RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT jsonb_build_object(
         'name', cl.name,
@@ -29,6 +34,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'kubernetes_version', cl.kubernetes_version,
         'generation', cl.generation,
         'created_at', api.ts(cl.created_at), 'updated_at', api.ts(cl.updated_at))
+           || api.cluster_status_json(cl, unavailable_after)
 $$;
 
 -- Admins see every cluster; members the ones their tenant is placed on.
@@ -105,7 +111,8 @@ DECLARE
     items       jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(s.j ORDER BY s.k), '[]') INTO items
-    FROM (SELECT api.cluster_json(cl) AS j, cl.name AS k FROM clusters cl
+    FROM (SELECT api.cluster_json(cl, api.cluster_unavailable_after(e)) AS j, cl.name AS k
+          FROM clusters cl
           WHERE (after IS NULL OR cl.name > after) AND api.cluster_visible(c, cl.name)
           ORDER BY cl.name LIMIT page_limit + 1) s;
     RETURN api.page_result(items, page_limit);
@@ -121,21 +128,32 @@ BEGIN
     IF NOT FOUND OR NOT api.cluster_visible(c, cl.name) THEN
         PERFORM api.fail_not_found('cluster');
     END IF;
-    RETURN api.ok(200, api.cluster_json(cl), cl.generation);
+    RETURN api.ok(200, api.cluster_json(cl, api.cluster_unavailable_after(e)), cl.generation);
 END
 $$;
 
 CREATE FUNCTION api.cluster_create(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    inp  jsonb;
+    inp        jsonb;
+    ttl        jsonb;
+    bootstrap  bytea;
+    r          api.result;
 BEGIN
     PERFORM api.require_admin(c);
-    inp := api.cluster_input(api.body_object(e), NULL);
+    -- join_token_ttl and the bootstrap kubeconfig (26_bootstrap.sql) are
+    -- parameters of the creation, not of the cluster
+    ttl := api.body_object(e) -> 'join_token_ttl';
+    bootstrap := api.bootstrap_input(api.body_object(e));
+    inp := api.cluster_input(api.body_object(e) - 'join_token_ttl' - 'bootstrap_kubeconfig'
+                             - 'bootstrap_kubeconfig_sealed', NULL);
     IF EXISTS (SELECT 1 FROM clusters WHERE name = inp ->> 'name') THEN
         PERFORM api.fail(409, 'already_exists', 'cluster ' || (inp ->> 'name') || ' already exists');
     END IF;
-    RETURN api.cluster_store(inp, NULL);
+    r := api.cluster_store(inp, NULL);
+    r.body := r.body || api.join_token_issue(inp ->> 'name', ttl, e)
+              || api.bootstrap_store(inp ->> 'name', bootstrap);
+    RETURN r;
 END
 $$;
 
@@ -144,11 +162,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     cluster_name  text := api.param(e, 'cluster');
     cur           clusters;
+    r             api.result;
 BEGIN
     PERFORM api.require_admin(c);
     SELECT * INTO cur FROM clusters WHERE name = cluster_name FOR UPDATE;
     PERFORM api.check_if_match(e, cur.generation);
-    RETURN api.cluster_store(api.cluster_input(api.body_object(e), cluster_name), cur);
+    r := api.cluster_store(api.cluster_input(api.body_object(e), cluster_name), cur);
+    IF cur.name IS NULL THEN   -- created: its join token, as for POST
+        r.body := r.body || api.join_token_issue(cluster_name, NULL, e);
+    END IF;
+    RETURN r;
 END
 $$;
 
@@ -208,6 +231,9 @@ BEGIN
     WHERE t.placement -> 'clusters' ? cur.name;
 
     DELETE FROM clusters WHERE name = cur.name;
+    -- its Operator's certificates stop working at the next connect
+    UPDATE cluster_certificates SET revoked_at = now()
+    WHERE cluster = cur.name AND revoked_at IS NULL;
     PERFORM pg_notify('kubenova_stream', cur.name || E'\t');
 
     FOREACH tenant_name IN ARRAY affected LOOP

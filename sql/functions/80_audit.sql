@@ -44,7 +44,10 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
                                    coalesce(api.param(e, 'plan'), api.body_string(e, 'name')))
         WHEN 'cluster' THEN concat_ws('/', 'clusters',
                                       coalesce(api.param(e, 'cluster'), api.body_string(e, 'name')),
-                                      CASE WHEN op = 'cluster.rotate_secret' THEN 'secret' END)
+                                      CASE op WHEN 'cluster.rotate_secret' THEN 'secret'
+                                              WHEN 'cluster.join_token' THEN 'join-token'
+                                              WHEN 'cluster.register' THEN 'register' END)
+        WHEN 'cluster_config' THEN concat_ws('/', 'clusters', api.param(e, 'cluster'), 'config')
         WHEN 'tenant' THEN concat_ws('/', 'tenants',
                                      coalesce(api.param(e, 'tenant'), api.body_string(e, 'name')))
         WHEN 'user' THEN concat_ws('/', 'tenants', api.param(e, 'tenant'), 'users',

@@ -145,12 +145,32 @@ $$;
 -- The stream: hello, heartbeat, disconnect
 ------------------------------------------------------------------------
 
--- The first message of a stream.  Authenticates the cluster (secret_hash:
--- lowercase hex SHA-256 of the cluster secret, computed by nginx), makes
+-- The first message of a stream.  Authenticates the cluster, makes
 -- stream_id the cluster's current stream, records what the cluster has
--- applied, and answers the difference (see docs/api-design.md).
+-- applied, and answers the difference (see docs/api-design.md).  The
+-- credential is the verified client certificate nginx read (cert_serial,
+-- lowercase hex; nginx already checked its subject names this cluster):
+-- it must be one the Manager issued to this cluster, not revoked, not
+-- expired.  Without one, secret_hash (lowercase hex SHA-256 of the retired
+-- cluster secret, only with kubenova_gateway_cluster_secrets on).
+CREATE FUNCTION gateway.credential_ok(cluster text, secret_hash text, cert_serial text)
+RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT CASE
+        WHEN cert_serial IS NOT NULL THEN
+            EXISTS (SELECT 1 FROM cluster_certificates k
+                    WHERE k.serial = lower(cert_serial) AND k.cluster = credential_ok.cluster
+                      AND k.revoked_at IS NULL AND k.not_after > now())
+        ELSE
+            EXISTS (SELECT 1 FROM clusters c
+                    WHERE c.name = credential_ok.cluster AND c.secret_hash IS NOT NULL
+                      AND c.secret_hash = lower(credential_ok.secret_hash))
+    END
+$$;
+
 CREATE FUNCTION gateway.hello(cluster text, secret_hash text, operator_version text,
-                              kubernetes_version text, applied jsonb, stream_id text)
+                              kubernetes_version text, applied jsonb, stream_id text,
+                              cert_serial text DEFAULT NULL)
 RETURNS TABLE (status integer, message text, kind text, name text, generation bigint,
                deleted boolean, spec text)
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
@@ -165,12 +185,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- one answer for "no such cluster" and "wrong secret": a caller learns
-    -- nothing about which clusters exist
+    -- one answer for "no such cluster" and "wrong credential": a caller
+    -- learns nothing about which clusters exist
     SELECT * INTO cl FROM clusters c WHERE c.name = hello.cluster;
-    IF NOT FOUND OR cl.secret_hash IS NULL
-       OR cl.secret_hash IS DISTINCT FROM lower(hello.secret_hash) THEN
-        RETURN QUERY SELECT 16, 'unknown cluster or wrong secret',
+    IF NOT FOUND
+       OR NOT gateway.credential_ok(cl.name, hello.secret_hash, hello.cert_serial) THEN
+        RETURN QUERY SELECT 16, CASE WHEN hello.cert_serial IS NOT NULL
+                                     THEN 'unknown cluster, or its certificate is revoked or expired'
+                                     ELSE 'unknown cluster or wrong secret' END,
                             NULL::text, NULL::text, NULL::bigint, NULL::boolean, NULL::text;
         RETURN;
     END IF;
@@ -182,16 +204,19 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the secret may have been rotated since the check above: recheck on
-    -- the locked row
+    -- the secret may have been rotated, or the certificate revoked, since
+    -- the check above: recheck on the locked row
     UPDATE clusters c
     SET connected = true, last_seen_at = now(), connected_at = now(),
         operator_version = nullif(left(hello.operator_version, 253), ''),
         kubernetes_version = nullif(left(hello.kubernetes_version, 253), ''),
         stream_id = hello.stream_id
-    WHERE c.name = cl.name AND c.secret_hash = cl.secret_hash;
+    WHERE c.name = cl.name
+      AND gateway.credential_ok(c.name, hello.secret_hash, hello.cert_serial);
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 16, 'unknown cluster or wrong secret',
+        RETURN QUERY SELECT 16, CASE WHEN hello.cert_serial IS NOT NULL
+                                     THEN 'unknown cluster, or its certificate is revoked or expired'
+                                     ELSE 'unknown cluster or wrong secret' END,
                             NULL::text, NULL::text, NULL::bigint, NULL::boolean, NULL::text;
         RETURN;
     END IF;
@@ -634,5 +659,70 @@ BEGIN
     ON CONFLICT (cluster, tenant, role) DO UPDATE
         SET ciphertext = excluded.ciphertext, issued_at = now();
     RETURN QUERY SELECT true, 0, NULL::text;
+END
+$$;
+
+
+------------------------------------------------------------------------
+-- Components (NovaClusterConfig): the newest ComponentStatus per cluster
+------------------------------------------------------------------------
+
+-- components: [{name, version, state, message}] as the Operator sent them.
+-- Kept when it is not older than what is stored (a config generation
+-- never goes back); a cluster that no longer exists stores nothing.
+CREATE FUNCTION gateway.components(cluster text, config_generation bigint,
+                                   components jsonb)
+RETURNS TABLE (stored boolean, status integer, message text)
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    problem  text;
+BEGIN
+    problem := CASE
+        WHEN components.config_generation IS NULL OR components.config_generation < 0
+            THEN 'config_generation must be a non-negative integer'
+        WHEN jsonb_typeof(components.components) <> 'array'
+            THEN 'components must be an array of Component objects'
+        WHEN jsonb_array_length(components.components) > 64
+            THEN 'components must have at most 64 entries'
+        WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(components.components) AS x (c)
+                     WHERE jsonb_typeof(c) <> 'object'
+                        OR gateway.json_name(c -> 'name', 63) IS NULL
+                        OR coalesce(c ->> 'state', '') NOT IN
+                           ('installed', 'installing', 'failed', 'removed'))
+            THEN 'components: every entry needs a name (1 to 63 characters) and a state '
+                 || '(installed, installing, failed or removed)'
+    END;
+    IF problem IS NOT NULL THEN
+        RETURN QUERY SELECT false, 3, problem;
+        RETURN;
+    END IF;
+
+    INSERT INTO cluster_components AS cc (cluster, config_generation, components, reported_at)
+    SELECT c.name, components.config_generation, components.components, now()
+    FROM clusters c WHERE c.name = components.cluster
+    ON CONFLICT (cluster) DO UPDATE
+        SET config_generation = excluded.config_generation,
+            components = excluded.components, reported_at = now()
+        WHERE cc.config_generation <= excluded.config_generation;
+    RETURN QUERY SELECT FOUND, 0, NULL::text;
+END
+$$;
+
+-- A renewed certificate of a connected cluster (CertificateRequest on its
+-- current stream): records the serial nginx is about to sign.  false when
+-- the stream is no longer the cluster's (nothing recorded).
+CREATE FUNCTION gateway.certificate(cluster text, stream_id text, serial text,
+                                    not_after bigint) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM clusters c
+                   WHERE c.name = certificate.cluster
+                     AND c.stream_id = certificate.stream_id FOR UPDATE) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO cluster_certificates (serial, cluster, not_after)
+    VALUES (lower(certificate.serial), certificate.cluster, to_timestamp(certificate.not_after));
+    RETURN true;
 END
 $$;

@@ -26,6 +26,11 @@ BEGIN
         WHEN 'cluster.patch'  THEN RETURN api.cluster_patch(c, e);
         WHEN 'cluster.delete' THEN RETURN api.cluster_delete(c, e);
         WHEN 'cluster.rotate_secret' THEN RETURN api.cluster_rotate_secret(c, e);
+        WHEN 'cluster_config.get' THEN RETURN api.cluster_config_get(c, e);
+        WHEN 'cluster_config.put' THEN RETURN api.cluster_config_put(c, e);
+        WHEN 'cluster.join_token' THEN RETURN api.cluster_join_token(c, e);
+        WHEN 'cluster.install' THEN RETURN api.cluster_install(c, e);
+        WHEN 'cluster.register' THEN RETURN api.cluster_register(c, e);
         WHEN 'kubeconfig.get' THEN RETURN api.kubeconfig_get(c, e);
         WHEN 'tenant.list'    THEN RETURN api.tenant_list(c, e);
         WHEN 'tenant.get'     THEN RETURN api.tenant_get(c, e);
@@ -46,6 +51,7 @@ BEGIN
         WHEN 'token.revoke'   THEN RETURN api.token_revoke(c, e);
         WHEN 'app.list'       THEN RETURN api.app_list(c, e);
         WHEN 'app.get'        THEN RETURN api.app_get(c, e);
+        WHEN 'app.status'     THEN RETURN api.app_status(c, e);
         WHEN 'app.create'     THEN RETURN api.app_create(c, e);
         WHEN 'app.put'        THEN RETURN api.app_put(c, e);
         WHEN 'app.delete'     THEN RETURN api.app_delete(c, e);
@@ -65,7 +71,7 @@ CREATE FUNCTION api.is_write_op(op text) RETURNS boolean
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT op = 'signup'
         OR split_part(op, '.', 2) IN ('create', 'put', 'patch', 'delete', 'revoke',
-                                      'rotate_secret')
+                                      'rotate_secret', 'join_token', 'register')
 $$;
 
 -- Errors that only a race between two transactions produces (the checks in
@@ -93,6 +99,10 @@ DECLARE
 BEGIN
     IF op = 'signup' THEN
         c := ROW(NULL, NULL, NULL, NULL, false)::api.caller;   -- anonymous
+    ELSIF op IN ('cluster.install', 'cluster.register') THEN
+        -- no bearer: the join token in the request authorizes it
+        c := ROW('join-token:' || api.param(e, 'cluster'), NULL, NULL, NULL,
+                 false)::api.caller;
     ELSE
         c := api.authenticate(e);
         IF c.principal IS NULL THEN   -- not audited: nobody to attribute it to
@@ -118,7 +128,8 @@ BEGIN
             r := ROW(409, NULL, err)::api.result;
     END;
 
-    IF api.is_write_op(op) THEN
+    -- a refused registration is unauthenticated: not audited either
+    IF api.is_write_op(op) AND (op <> 'cluster.register' OR r.status = 201) THEN
         PERFORM api.audit(c,
                           coalesce(c.tenant,
                                    CASE WHEN op = 'signup' AND r.status = 201

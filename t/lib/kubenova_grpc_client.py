@@ -14,9 +14,11 @@ connection, of its own):
 
     {"op": "open", "id": "s1", "hello": {...Hello...},
      "heartbeat_every": 1.0, "auto_ack": false, "paused": false,
-     "quiet": false}
+     "quiet": false, "tls": {"ca": FILE, "key": FILE, "cert": FILE}}
         opens Connect; sends an OperatorMessage{hello} first when "hello"
         is given (proto3 JSON names: cluster, cluster_secret, applied, ...);
+        "tls": a TLS channel verifying the server with "ca", presenting the
+        client key and certificate when given (mTLS);
         "paused": do not read its messages until "resume"; "quiet": report
         no message, only how many came ("received" in its end event)
     {"op": "send", "id": "s1", "msg": {...OperatorMessage...},
@@ -113,11 +115,25 @@ class Stream:
         if opts.get("paused"):
             self.reading.clear()
 
-        self.channel = grpc.insecure_channel(
-            client.target,
-            options=[("grpc.use_local_subchannel_pool", 1),
-                     ("grpc.max_receive_message_length", 64 << 20),
-                     ("grpc.enable_retries", 0)])
+        options = [("grpc.use_local_subchannel_pool", 1),
+                   ("grpc.max_receive_message_length", 64 << 20),
+                   ("grpc.enable_retries", 0)]
+        tls = opts.get("tls")
+        if tls is not None:
+            # mTLS: the Manager's CA, and the cluster's key and certificate
+            # (either may be absent, to test refusals)
+            def read(name):
+                return open(tls[name], "rb").read() if tls.get(name) else None
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=read("ca"), private_key=read("key"),
+                certificate_chain=read("cert"))
+            options.append(("grpc.ssl_target_name_override",
+                            tls.get("server_name", "localhost")))
+            self.channel = grpc.secure_channel(client.target, creds,
+                                               options=options)
+        else:
+            self.channel = grpc.insecure_channel(client.target,
+                                                 options=options)
         self.method = self.channel.stream_stream(
             "/kubenova.v1.OperatorGateway/Connect",
             request_serializer=lambda b: b,

@@ -19,6 +19,20 @@ package KubeNova::Gateway;
 #
 #   my $op = $gw->operator;                    # a python client
 #   $op->open('s1', hello => {cluster => 'c', cluster_secret => $secret});
+#
+#   With tls => 1 the gateway speaks TLS and accepts only client
+#   certificates of the test's kubenova_ca (mTLS, no cluster secrets):
+#   my $gw = KubeNova::Gateway->start(tls => 1);
+#   my $id = $gw->create_cluster('c');         # registered through the API:
+#                    # {cluster, key, cert, ca (files), certificate (PEM),
+#                    #  not_after, join_token}
+#   $op->open('s1', hello => {cluster => 'c'}, tls => $gw->tls($id));
+#   $gw->pki                                   # {dir, ca => {key, cert}}
+#
+#   Without tls the gateway is h2c and still takes the retired cluster
+#   secrets (kubenova_gateway_cluster_secrets on), for the tests not yet
+#   moved to certificates.  Registration (kubenova_ca, install.yaml) is
+#   configured either way.
 #   my $w = $op->msg('s1', 'welcome');         # the event, or undef
 #   $op->send('s1', {ack => {kind => ..., name => ..., generation => 3,
 #                            ok => JSON::PP::true}});
@@ -50,8 +64,11 @@ use JSON::PP ();
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 
+use File::Temp qw(tempdir);
+
 use KubeNova::Nginx;
 use KubeNova::Pg qw(conninfo);
+use KubeNova::Pki;
 
 our @EXPORT_OK = qw(grpc_curl grpc_frame free_port json_true json_false
                     wait_until);
@@ -84,7 +101,8 @@ sub wait_until {
 # Options: workers (1), master_process (0), heartbeat ('10s'),
 # body_timeout ('1h'), send_timeout ('1h'), max_message (undef: default),
 # pool (4), worker_connections (256), log_level ('info'), gateway_extra,
-# http_config (appended); api_only (no gateway) with servroot (another
+# http_config (appended), config_extra (appended to the REST API's server);
+# api_only (no gateway) with servroot (another
 # directory than TEST_NGINX_SERVROOT's) and port (default: a free one).
 sub start {
     my ($class, %o) = @_;
@@ -100,6 +118,7 @@ sub start {
     my $gw_port = $o{api_only} ? undef : free_port();
     my $self = bless { ngx => $ngx, gw_port => $gw_port, opts => \%o,
                        timeout => 10 }, $class;
+    $self->{pki} = $o{pki} // make_pki();
     $ngx->setup_servroot;
     $ngx->write_config($self->config_parts);
     $ngx->start;
@@ -124,9 +143,28 @@ sub config_parts {
         '    kubenova_api;',
         '    add_header X-Worker $pid always;',
         '}';
+    my $pki = $self->{pki};
+    my $scheme = $o{tls} ? 'https' : 'http';
     my $pg = join "\n",
         qq{kubenova_postgres "} . conninfo() . qq{" pool=$pool;},
-        "kubenova_admin_token_file $ENV{TEST_NGINX_ADMIN_TOKEN_FILE};";
+        "kubenova_admin_token_file $ENV{TEST_NGINX_ADMIN_TOKEN_FILE};",
+        "kubenova_ca $pki->{ca}{cert} $pki->{ca}{key}"
+            . (defined $o{cert_validity} ? " validity=$o{cert_validity}" : '')
+            . ';',
+        'kubenova_public_url http://127.0.0.1:' . $self->{ngx}->port . ';',
+        ($self->{gw_port}
+            ? "kubenova_gateway_url $scheme://localhost:$self->{gw_port};" : ()),
+        "kubenova_install_manifests $Repo/operator/deploy;",
+        'kubenova_operator_image kubenova/operator:test;',
+        ($o{tls} ? () : 'kubenova_gateway_cluster_secrets on;');
+    my $listen = !$self->{gw_port} ? ''
+        : $o{tls} ? join("\n",
+            "    listen 127.0.0.1:$self->{gw_port} ssl http2;",
+            "    ssl_certificate $pki->{server}{cert};",
+            "    ssl_certificate_key $pki->{server}{key};",
+            "    ssl_client_certificate $pki->{ca}{cert};",
+            '    ssl_verify_client optional_no_ca;')
+        : "    listen 127.0.0.1:$self->{gw_port} http2;";
     return (http_config => join("\n", $pg, $o{http_config} // ''),
             config => $api)
         if $o{api_only};
@@ -134,7 +172,7 @@ sub config_parts {
         http_config => join("\n",
             $pg,
             'server {',
-            "    listen 127.0.0.1:$self->{gw_port} http2;",
+            $listen,
             '    location /kubenova.v1.OperatorGateway/ {',
             $gateway,
             '    }',
@@ -145,7 +183,8 @@ sub config_parts {
             # the gateway over HTTP/1.1: refused with 505
             'location /kubenova.v1.OperatorGateway/ {',
             '    kubenova_operator_gateway;',
-            '}'),
+            '}',
+            $o{config_extra} // ''),
     );
 }
 
@@ -190,11 +229,70 @@ sub api_ok {
     return $r;
 }
 
-# a new cluster; returns its secret
+# a new cluster; returns its secret, or with tls its registered identity
+# (register_cluster)
 sub create_cluster {
     my ($self, $name, %extra) = @_;
     my $r = $self->api_ok(POST => 'clusters', { name => $name, %extra });
+    return $self->register_cluster($name, join_token => $r->{json}{join_token})
+        if $self->{opts}{tls};
     return $r->{json}{secret} // croak "no secret for cluster $name";
+}
+
+# the test's CA, and the gateway's server certificate, in a directory that
+# goes with the test
+sub make_pki {
+    my $dir = tempdir('kn-pki.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $ca = KubeNova::Pki::make_ca($dir, 'kubenova-ca');
+    return { dir => $dir, ca => $ca,
+             server => KubeNova::Pki::server_cert($dir, $ca, 'gateway') };
+}
+
+sub pki { $_[0]{pki} }
+
+# An Operator's registration, as the interface says: a key made here, a
+# CSR with CN=<cluster>, POST /clusters/<name>/register with the join token
+# (a new one from POST .../join-token unless given).  Returns {cluster,
+# key, cert, ca (files), certificate (PEM), not_after, join_token}.
+sub register_cluster {
+    my ($self, $name, %o) = @_;
+    my $token = $o{join_token}
+        // $self->api_ok(POST => "clusters/$name/join-token")->{json}{join_token};
+    my $dir = $self->{pki}{dir};
+    my $base = $name . '-' . ++$self->{registrations};
+    my $k = KubeNova::Pki::key_and_csr($dir, $base, "CN=$name");
+    my $r = $self->register($name, { join_token => $token, csr => $k->{pem} });
+    croak "register $name answered $r->{status}: " . ($r->{body} // '')
+        unless ($r->{status} // 0) == 201;
+    my $cert = "$dir/$base.crt";
+    open my $fh, '>', $cert or croak "$cert: $!";
+    print {$fh} $r->{json}{certificate};
+    close $fh;
+    return $self->{identities}{$name} = {
+        cluster => $name, key => $k->{key}, cert => $cert,
+        ca => $self->{pki}{ca}{cert}, certificate => $r->{json}{certificate},
+        not_after => $r->{json}{not_after}, join_token => $token };
+}
+
+# POST /clusters/<name>/register without a bearer token
+sub register {
+    my ($self, $name, $body) = @_;
+    my $r = KubeNova::Nginx::http_request(
+        port => $self->{ngx}->port, method => 'POST',
+        path => "/api/v1/clusters/$name/register",
+        headers => { 'Content-Type' => 'application/json' },
+        body => ref $body ? $JSON->encode($body) : $body,
+        timeout => $self->{timeout});
+    $r->{json} = eval { $JSON->decode($r->{body}) }
+        if defined $r->{body} && length $r->{body};
+    return $r;
+}
+
+# the "tls" option of an Operator's open for an identity (or {} for none)
+sub tls {
+    my ($self, $id) = @_;
+    return { ca => $self->{pki}{ca}{cert},
+             ($id ? (key => $id->{key}, cert => $id->{cert}) : ()) };
 }
 
 # a tenant placed on @clusters
@@ -275,10 +373,16 @@ sub log_problems {
 
 # --- Operators ----------------------------------------------------------
 
+# With tls, a stream opened without a "tls" option presents the identity
+# create_cluster registered for its hello's cluster (and no secret).
 sub operator {
     my ($self) = @_;
-    return KubeNova::Gateway::Operator->new($self->target);
+    return KubeNova::Gateway::Operator->new($self->target,
+                                            $self->{opts}{tls} ? $self : undef);
 }
+
+# the identity create_cluster/register_cluster last made for a cluster
+sub identity { $_[0]{identities}{$_[1]} }
 
 # --- raw gRPC with curl -------------------------------------------------
 
@@ -301,14 +405,21 @@ sub grpc_curl {
                                   UNLINK => 1);
     my (undef, $ofile) = tempfile('kn-grpc-out.XXXXXX', TMPDIR => 1,
                                   UNLINK => 1);
-    my @cmd = ('curl', '-s', '--http2-prior-knowledge',
+    # tls => {ca, key, cert} ($gw->tls($identity)): HTTP/2 over mTLS
+    my $tls = $o{tls};
+    my @cmd = ('curl', '-s',
+               ($tls ? ('--http2', '--resolve', "localhost:$port:127.0.0.1",
+                        '--cacert', $tls->{ca},
+                        ($tls->{cert} ? ('--cert', $tls->{cert},
+                                         '--key', $tls->{key}) : ()))
+                     : '--http2-prior-knowledge'),
                '--max-time', $o{timeout} // 10,
                '-D', $hfile, '-o', $ofile,
                '-H', 'content-type: ' . ($o{content_type}
                                          // 'application/grpc'),
                '-H', 'te: trailers',
                '--data-binary', "\@$bfile",
-               "http://127.0.0.1:$port"
+               ($tls ? "https://localhost:$port" : "http://127.0.0.1:$port")
                . ($o{path} // '/kubenova.v1.OperatorGateway/Connect'));
     my $rc = system(@cmd);
     my %res = (curl_rc => $rc >> 8, headers => {});
@@ -347,13 +458,13 @@ use Time::HiRes qw(time sleep);
 my $PY = $ENV{KN_PYTHON} || '/usr/bin/python3';
 
 sub new {
-    my ($class, $target) = @_;
+    my ($class, $target, $gw) = @_;
     my ($out, $in);
     my $pid = open2($out, $in, $PY, "$Lib/kubenova_grpc_client.py",
                     '--target', $target, '--proto', "$Repo/proto/kubenova.proto");
     $in->autoflush(1);
     my $self = bless { pid => $pid, out => $out, in => $in, buf => '',
-                       pending => [], all => [] }, $class;
+                       pending => [], all => [], gw => $gw }, $class;
     my $ready = $self->take(sub { $_[0]{ev} eq 'ready' }, 20)
         or croak "the gRPC client did not start";
     return $self;
@@ -367,6 +478,13 @@ sub cmd {
 # open a stream; %o: hello => {...}, heartbeat_every, auto_ack
 sub open {
     my ($self, $id, %o) = @_;
+    if ($self->{gw} && !exists $o{tls}) {
+        my $cluster = $o{hello} ? $o{hello}{cluster} : undef;
+        $o{tls} = $self->{gw}->tls(defined $cluster
+                                   ? $self->{gw}->identity($cluster) : undef);
+        $o{hello} = { %{ $o{hello} } } if $o{hello};
+        delete $o{hello}{cluster_secret} if $o{hello};
+    }
     $self->cmd(op => 'open', id => $id, %o);
 }
 

@@ -76,6 +76,11 @@ sub start {
         push @args, '--cluster-secret-file', "$dir/secret";
     }
     push @args, @{ $o{args} || [] };
+    # the component bundles of the checkout (make install puts them in
+    # the default directory)
+    push @args, '--bundles-dir', "$Repo/operator/bundles"
+        if grep({ $_ eq '--kubeconfig' } @args)
+           && !grep({ $_ eq '--bundles-dir' } @args);
 
     my $pid = fork;
     croak "fork: $!" unless defined $pid;
