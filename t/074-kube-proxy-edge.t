@@ -594,6 +594,26 @@ ok wait_until(sub {
         && request(path => "$base/version", token => $token{beta})->{status}
            == 503 }, 10),
     'then 503 from both workers';
+
+# --- a reload: new workers, new sockets, the old ones gone ---------------
+
+ok $gw->ngx->reload(timeout => 20), 'nginx reloaded';
+$op->open('s4', hello => {cluster => 't76-c1', cluster_secret => $secret},
+          auto_ack => json_true);
+ok $op->msg('s4', 'welcome', 20), 'the Operator is back, on a new worker';
+my $after = 0;
+for my $i (1 .. 8) {
+    my $s = start_request(path => "$base/version?r=$i", token => $token{beta});
+    my $m = $op->msg('s4', 'tunnel_request', 10) or last;
+    $op->send('s4', {tunnel_response => {id => $m->{msg}{id}, status => 200}});
+    $op->send('s4', {tunnel_data => {id => $m->{msg}{id}, end => json_true}});
+    $after += (parse_response(read_some($s, 10))->{status} // 0) == 200;
+}
+is $after, 8, 'requests reach the stream from either new worker';
+ok wait_until(sub {
+    my @socks = glob($gw->ngx->servroot . '/kubenova-kp-*.sock');
+    @socks == 2;
+}, 30), 'one forwarding socket per live worker, the old ones removed';
 $op->quit;
 is_deeply $gw->log_problems(0), [], 'no alerts';
 
