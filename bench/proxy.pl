@@ -7,7 +7,7 @@ use Test::More;
 use File::Temp qw(tempdir);
 use MIME::Base64 ();
 
-use KubeNova::Gateway qw(free_port wait_until);
+use KubeNova::Gateway qw(free_port wait_until kube_proxy_forward);
 use KubeNova::K8s;
 use KubeNova::Operator;
 use KubeNova::Pg qw(require_pg);
@@ -44,13 +44,7 @@ my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => $workers,
     "    ssl_certificate_key $dir/proxy.key;",
     '    access_log off;',
     '    location /k8s/ { kubenova_kube_proxy; }',
-    '    location @kubenova_kube_proxy_forward {',
-    '        proxy_pass $kubenova_kube_proxy_owner;',
-    '        proxy_set_header X-KubeNova-Relayed 1;',
-    '        proxy_http_version 1.1;',
-    '        proxy_buffering off;',
-    '        proxy_request_buffering off;',
-    '    }',
+    kube_proxy_forward(),
     '}');
 
 my ($C, $T) = ('bench-c', 'bench-t');

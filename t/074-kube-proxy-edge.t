@@ -18,7 +18,7 @@ use MIME::Base64 qw(encode_base64 decode_base64);
 use JSON::PP ();
 use Time::HiRes qw(time sleep);
 
-use KubeNova::Gateway qw(free_port json_true wait_until);
+use KubeNova::Gateway qw(free_port json_true wait_until kube_proxy_forward);
 use KubeNova::Pg qw(psql require_pg);
 
 require_pg();
@@ -471,14 +471,7 @@ $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
     '    location /k8s/ {',
     '        kubenova_kube_proxy;',
     '    }',
-    '    location @kubenova_kube_proxy_forward {',
-    '        proxy_pass $kubenova_kube_proxy_owner;',
-    '        proxy_set_header X-KubeNova-Relayed 1;',
-    '        proxy_http_version 1.1;',
-    '        proxy_buffering off;',
-    '        proxy_request_buffering off;',
-    '        proxy_read_timeout 1h;',
-    '    }',
+    kube_proxy_forward(),
     '}');
 $op = $gw->operator;
 $op->open('s3', hello => {cluster => 't76-c1', cluster_secret => $secret},
@@ -551,13 +544,7 @@ my $node_b = KubeNova::Gateway->start(api_only => 1,
     'server {',
     "    listen 127.0.0.1:$b_port;",
     '    location /k8s/ { kubenova_kube_proxy; }',
-    '    location @kubenova_kube_proxy_forward {',
-    '        proxy_pass $kubenova_kube_proxy_owner;',
-    '        proxy_set_header X-KubeNova-Relayed 1;',
-    '        proxy_http_version 1.1;',
-    '        proxy_buffering off;',
-    '        proxy_request_buffering off;',
-    '    }',
+    kube_proxy_forward(),
     '}');
 {
     my $s = start_request(path => "$base/version?node=b", token => $token{beta},

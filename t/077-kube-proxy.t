@@ -24,7 +24,7 @@ use JSON::PP ();
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 
-use KubeNova::Gateway qw(free_port wait_until);
+use KubeNova::Gateway qw(free_port wait_until kube_proxy_forward);
 use KubeNova::K8s;
 use KubeNova::Operator;
 use KubeNova::Pg qw(require_pg);
@@ -60,14 +60,7 @@ my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => 2,
     '        kubenova_kube_proxy;',
     '        send_timeout 1h;',
     '    }',
-    '    location @kubenova_kube_proxy_forward {',
-    '        proxy_pass $kubenova_kube_proxy_owner;',
-    '        proxy_set_header X-KubeNova-Relayed 1;',
-    '        proxy_http_version 1.1;',
-    '        proxy_buffering off;',
-    '        proxy_request_buffering off;',
-    '        proxy_read_timeout 1h;',
-    '    }',
+    kube_proxy_forward(),
     '}');
 
 my $C = 't77-c';
