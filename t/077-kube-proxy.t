@@ -14,6 +14,7 @@
 #     another tenant: refused, nothing changed in the cluster;
 #   - readonly: reads pass, writes are Forbidden;
 #   - a watch goes on while other requests flow on the same stream;
+#   - kubectl exec (a connection upgrade) is refused, saying so;
 #   - the Operator gone: a clear 503 at once, no hang.
 use strict;
 use warnings;
@@ -237,6 +238,11 @@ is names($out), 'pod/p', '... one pod';
 like scalar(kc($kc_owner, 'get', 'pods', '-A')), qr/^\Q$A\E-apps\s+p\s/m,
     '... the tenant\'s';
 
+($out, $rc) = kc($kc_owner, 'exec', 'p', '-n', "$A-apps", '--', 'true');
+isnt $rc, 0, 'kubectl exec fails';
+like $out, qr/not supported through the KubeNova kube proxy/,
+    '... saying connection upgrades are not supported' or diag $out;
+
 # --- isolation ----------------------------------------------------------------
 
 ($out, $rc) = kc($kc_owner, 'get', 'cm', '-n', "$B-apps");
@@ -277,7 +283,9 @@ wait_until(sub {
     @lines = grep { m{/k8s/} } split /\n/,
         slurp($gw->ngx->servroot . '/logs/kp77.log');
     $relayed = grep { /^unix: $owner / } @lines;
-    $elsewhere = grep { /^127\.0\.0\.1 (\d+) / && $1 != $owner } @lines;
+    # all but exec, refused by any worker before it looks for the stream
+    $elsewhere = grep { /^127\.0\.0\.1 (\d+) (\d+) / && $1 != $owner
+                        && $2 != 501 } @lines;
     $relayed == $elsewhere;
 }, 10);
 is $relayed, $elsewhere,
