@@ -41,6 +41,7 @@ bench:
 	@bench/streams
 	@bench/usage
 	@bench/provision
+	@bench/proxy
 
 clean:
 	rm -rf build t/servroot

@@ -19,6 +19,8 @@
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
+#include "ngx_kubenova_kube_proxy.h"
+#include "ngx_kubenova_kube_proxy_route.h"
 #include "ngx_kubenova_register.h"
 #include "ngx_kubenova_app_watch.h"
 #include "ngx_kubenova_listen.h"
@@ -56,6 +58,10 @@ static ngx_int_t ngx_http_kubenova_log_handler(ngx_http_request_t *r);
 
 static ngx_conf_num_bounds_t  ngx_http_kubenova_usage_series_bounds = {
     ngx_conf_check_num_bounds, 0, 1000000
+};
+
+static ngx_conf_num_bounds_t  ngx_http_kubenova_kube_proxy_max_bounds = {
+    ngx_conf_check_num_bounds, 1, 65536
 };
 
 static ngx_conf_num_bounds_t  ngx_http_kubenova_app_watchers_bounds = {
@@ -170,6 +176,70 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_kubenova_loc_conf_t, grpc_heartbeat),
+      NULL },
+
+    /* the tenant-scoped Kubernetes API proxy: /k8s/clusters/{cluster}/... */
+    { ngx_string("kubenova_kube_proxy"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_kubenova_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_KUBENOVA_HANDLER_KUBE_PROXY,
+      NULL },
+
+    /* the cluster's first byte of an answer: 504 past it */
+    { ngx_string("kubenova_kube_proxy_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_timeout),
+      NULL },
+
+    /* response bytes a request may have in flight (its memory bound) */
+    { ngx_string("kubenova_kube_proxy_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_window),
+      NULL },
+
+    /* requests in flight per cluster stream: 503 past it */
+    { ngx_string("kubenova_kube_proxy_max_requests"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_max_requests),
+      &ngx_http_kubenova_kube_proxy_max_bounds },
+
+    /* how long a token's answer is reused (0: ask the database each time) */
+    { ngx_string("kubenova_kube_proxy_auth_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_loc_conf_t, kube_proxy_auth_cache),
+      NULL },
+
+    /* the proxy's URL in proxy kubeconfigs (default: from the Host header) */
+    { ngx_string("kubenova_kube_proxy_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, kube_proxy_url),
+      NULL },
+
+    /* this node's kube proxy, as the other Manager nodes reach it */
+    { ngx_string("kubenova_kube_proxy_node_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kubenova_main_conf_t, kube_proxy_node_url),
+      NULL },
+
+    /* the CA that proxy kubeconfigs trust for the proxy's TLS certificate */
+    { ngx_string("kubenova_kube_proxy_ca_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_kubenova_kube_proxy_ca_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     /* a cluster silent this long is "unavailable" (API and /metrics) */
@@ -292,7 +362,8 @@ static ngx_http_handler_pt  ngx_http_kubenova_content_handlers[] = {
     ngx_kubenova_healthz_handler,          /* NGX_KUBENOVA_HANDLER_HEALTHZ */
     ngx_kubenova_readyz_handler,           /* NGX_KUBENOVA_HANDLER_READYZ */
     ngx_kubenova_metrics_handler,          /* NGX_KUBENOVA_HANDLER_METRICS */
-    ngx_kubenova_gateway_handler           /* NGX_KUBENOVA_HANDLER_GATEWAY */
+    ngx_kubenova_gateway_handler,          /* NGX_KUBENOVA_HANDLER_GATEWAY */
+    ngx_kubenova_kube_proxy_handler        /* NGX_KUBENOVA_HANDLER_KUBE_PROXY */
 };
 
 
@@ -344,6 +415,10 @@ ngx_http_kubenova_create_loc_conf(ngx_conf_t *cf)
     klcf->api_max_body = NGX_CONF_UNSET;
     klcf->grpc_max_message = NGX_CONF_UNSET_SIZE;
     klcf->grpc_heartbeat = NGX_CONF_UNSET_MSEC;
+    klcf->kube_proxy_timeout = NGX_CONF_UNSET_MSEC;
+    klcf->kube_proxy_window = NGX_CONF_UNSET_SIZE;
+    klcf->kube_proxy_max_requests = NGX_CONF_UNSET_UINT;
+    klcf->kube_proxy_auth_cache = NGX_CONF_UNSET_MSEC;
 
     return klcf;
 }
@@ -362,6 +437,23 @@ ngx_http_kubenova_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               4 * 1024 * 1024);
     ngx_conf_merge_msec_value(conf->grpc_heartbeat, prev->grpc_heartbeat,
                               10000);
+    ngx_conf_merge_msec_value(conf->kube_proxy_timeout,
+                              prev->kube_proxy_timeout, 30000);
+    ngx_conf_merge_size_value(conf->kube_proxy_window,
+                              prev->kube_proxy_window, 256 * 1024);
+    ngx_conf_merge_uint_value(conf->kube_proxy_max_requests,
+                              prev->kube_proxy_max_requests, 256);
+    ngx_conf_merge_msec_value(conf->kube_proxy_auth_cache,
+                              prev->kube_proxy_auth_cache, 5000);
+
+    if (conf->kube_proxy_window < 4096
+        || conf->kube_proxy_window > 16 * 1024 * 1024)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kubenova_kube_proxy_window must be between 4k "
+                           "and 16m");
+        return NGX_CONF_ERROR;
+    }
 
     /* a handler belongs to its own location only: it is never inherited */
 
@@ -423,6 +515,15 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_http_kubenova_log_handler;
+
+    /* the kube proxy knows its tenant before limit_req asks */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_kubenova_kube_proxy_auth_phase;
 
     return NGX_OK;
 }
@@ -568,6 +669,12 @@ ngx_http_kubenova_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         kmcf->gateway_enabled = 1;
     }
 
+    if (cmd->offset == NGX_KUBENOVA_HANDLER_KUBE_PROXY
+        && ngx_kubenova_kp_route_conf(cf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_http_kubenova_enable_metrics(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -640,7 +747,7 @@ ngx_http_kubenova_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    return NGX_OK;
+    return ngx_kubenova_kp_route_init_process(cycle);
 }
 
 
@@ -655,6 +762,8 @@ ngx_http_kubenova_exit_process(ngx_cycle_t *cycle)
     if (kmcf == NULL || kmcf->metrics_zone == NULL) {
         return;
     }
+
+    ngx_kubenova_kp_route_exit_process(cycle);
 
     /* closes libpq's sockets before nginx looks for sockets left open */
 
@@ -811,7 +920,7 @@ ngx_http_kubenova_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return NGX_OK;
+    return ngx_kubenova_kp_route_variable(cf);
 }
 
 

@@ -32,6 +32,12 @@ typedef struct {
 
     ngx_flag_t                gateway_enabled;
 
+    ngx_str_t                 kube_proxy_url; /* kubenova_kube_proxy_url */
+    ngx_str_t                 kube_proxy_ca;  /* base64 PEM, kubeconfigs */
+    ngx_str_t                 kube_proxy_node_url;  /* this node's, peers */
+    ngx_shm_zone_t           *kube_proxy_zone;   /* cluster -> worker */
+    void                     *kube_proxy_srv;    /* its server's core conf */
+    ngx_int_t                 kube_proxy_owner_var;
     /* cluster registration (ngx_kubenova_register.c) */
     ngx_kubenova_ca_t        *ca;            /* kubenova_ca */
     ngx_str_t                 public_url;    /* kubenova_public_url */
@@ -62,6 +68,10 @@ typedef struct {
     off_t                     api_max_body;
     size_t                    grpc_max_message;
     ngx_msec_t                grpc_heartbeat;
+    ngx_msec_t                kube_proxy_timeout;
+    size_t                    kube_proxy_window;
+    ngx_uint_t                kube_proxy_max_requests;
+    ngx_msec_t                kube_proxy_auth_cache;
 } ngx_http_kubenova_loc_conf_t;
 
 
@@ -73,6 +83,7 @@ typedef struct {
     ngx_str_t                 tenant;        /* $kubenova_tenant, after auth */
     void                     *api;           /* ngx_kubenova_api.c's state */
     void                     *grpc;          /* ngx_kubenova_grpc.c's state */
+    void                     *kube_proxy;    /* ngx_kubenova_kube_proxy.c's */
     void                     *app_watch;     /* a status stream's watcher */
     unsigned                  has_token:1;
     unsigned                  bad_token:1;   /* malformed Authorization */

@@ -15,6 +15,7 @@
 #include "ngx_kubenova_http_pg.h"
 #include "ngx_kubenova_json.h"
 #include "ngx_kubenova_token.h"
+#include "ngx_kubenova_kube_proxy.h"
 #include "ngx_kubenova_yaml.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_register.h"
@@ -914,6 +915,7 @@ ngx_kubenova_api_envelope(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx)
         || ngx_kubenova_api_query_arg(r, query, "continue") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "cluster") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "role") != NGX_OK
+        || ngx_kubenova_api_query_arg(r, query, "via") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "from") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "to") != NGX_OK
         || ngx_kubenova_api_query_arg(r, query, "granularity") != NGX_OK
@@ -1232,31 +1234,37 @@ ngx_kubenova_api_location(ngx_http_request_t *r, ngx_kubenova_api_ctx_t *ctx,
 
 /*
  * GET /tenants/{t}/kubeconfig: the database answers the ciphertext, which
- * is opened here and served as the kubeconfig itself.
+ * is opened here and served as the kubeconfig itself; or, for via=proxy,
+ * a token the kube proxy's kubeconfig is written around.
  */
 
 static ngx_int_t
 ngx_kubenova_api_kubeconfig(ngx_http_request_t *r, const char *body,
     size_t len)
 {
-    u_char                         *p;
-    size_t                          n;
     json_t                         *json;
+    ngx_int_t                       rc;
     ngx_str_t                       b64, sealed, aad, plain;
     const char                     *cluster, *tenant, *role, *text;
     ngx_http_kubenova_main_conf_t  *kmcf;
 
-    static ngx_str_t  yaml = ngx_string("application/yaml");
-
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kubenova_module);
 
-    if (!kmcf->has_secret_key) {
+    json = json_loadb(body, len, 0, NULL);
+
+    /* via=proxy: a token for the kube proxy, nothing sealed */
+
+    if (json && json_object_get(json, "token")) {
+        json_decref(json);
+        return ngx_kubenova_kube_proxy_kubeconfig(r, body, len);
+    }
+
+    if (json && !kmcf->has_secret_key) {
+        json_decref(json);
         return ngx_kubenova_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "kubeconfig_unavailable",
                                        "kubenova_secret_key_file is not set");
     }
-
-    json = json_loadb(body, len, 0, NULL);
 
     if (json == NULL
         || json_unpack(json, "{s:s,s:s,s:s,s:s}", "cluster", &cluster,
@@ -1295,33 +1303,12 @@ ngx_kubenova_api_kubeconfig(ngx_http_request_t *r, const char *body,
 
     plain.len = sealed.len - NGX_KUBENOVA_SEAL_OVERHEAD;
 
-    /* attachment; filename="<tenant>-<cluster>-<role>.kubeconfig" */
-
-    n = sizeof("attachment; filename=\"--.kubeconfig\"") + ngx_strlen(tenant)
-        + ngx_strlen(cluster) + ngx_strlen(role);
-
-    p = ngx_pnalloc(r->pool, n);
-    if (p == NULL) {
-        json_decref(json);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    n = ngx_sprintf(p, "attachment; filename=\"%s-%s-%s.kubeconfig\"",
-                    tenant, cluster, role) - p;
+    rc = ngx_kubenova_kubeconfig_send(r, tenant, cluster, role, plain.data,
+                                      plain.len);
 
     json_decref(json);
 
-    if (ngx_kubenova_add_header(r, &r->headers_out.headers,
-                                "Content-Disposition", p, n) != NGX_OK
-        || ngx_kubenova_add_header(r, &r->headers_out.headers,
-                                   "Cache-Control", (u_char *) "no-store",
-                                   sizeof("no-store") - 1) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_kubenova_send_body(r, NGX_HTTP_OK, &yaml, plain.data,
-                                  plain.len);
+    return rc;
 }
 
 

@@ -27,6 +27,7 @@
 #include "ngx_kubenova_token.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
+#include "ngx_kubenova_kube_proxy.h"
 #include "ngx_kubenova_ca.h"
 #include "kubenova.pb-c.h"
 
@@ -57,8 +58,6 @@ typedef enum {
     NGX_KUBENOVA_GW_LIVE
 } ngx_kubenova_gw_state_e;
 
-
-typedef struct ngx_kubenova_gw_stream_s  ngx_kubenova_gw_stream_t;
 
 typedef void (*ngx_kubenova_gw_done_pt)(ngx_kubenova_gw_stream_t *s,
     PGresult *res);
@@ -108,6 +107,9 @@ struct ngx_kubenova_gw_stream_s {
 
     ngx_event_t                      heartbeat;
     ngx_msec_t                       heartbeat_interval;
+
+    /* the kube proxy's requests on this stream (ngx_kubenova_kube_proxy.c) */
+    void                            *tunnels;
 
     unsigned                         registered:1;
     unsigned                         in_hello:1;
@@ -317,6 +319,52 @@ ngx_kubenova_gateway_handler(ngx_http_request_t *r)
 }
 
 
+/* the kube proxy's way onto the streams */
+
+
+ngx_kubenova_gw_stream_t *
+ngx_kubenova_gateway_stream(ngx_kubenova_gateway_t *gw, ngx_str_t *cluster)
+{
+    ngx_kubenova_gw_stream_t  *s;
+
+    if (gw == NULL) {
+        return NULL;
+    }
+
+    s = ngx_kubenova_gw_lookup(gw, (char *) cluster->data, cluster->len);
+
+    return (s && !s->ended && s->grpc && !s->grpc->finished) ? s : NULL;
+}
+
+
+ngx_int_t
+ngx_kubenova_gateway_send(ngx_kubenova_gw_stream_t *s,
+    const ProtobufCMessage *msg)
+{
+    if (s->ended) {
+        return NGX_ERROR;
+    }
+
+    /* a failed send finalizes the stream from a posted event: not here */
+
+    return ngx_kubenova_grpc_send(s->grpc, msg);
+}
+
+
+size_t
+ngx_kubenova_gateway_pending(ngx_kubenova_gw_stream_t *s)
+{
+    return ngx_kubenova_grpc_pending(s->grpc);
+}
+
+
+void **
+ngx_kubenova_gateway_tunnels(ngx_kubenova_gw_stream_t *s)
+{
+    return &s->tunnels;
+}
+
+
 /* messages from the Operator */
 
 
@@ -325,6 +373,7 @@ ngx_kubenova_gw_message(ngx_kubenova_grpc_t *g, u_char *data, size_t len)
 {
     ngx_kubenova_gw_stream_t  *s = g->data;
 
+    ngx_int_t                       rc;
     Kubenova__V1__OperatorMessage  *m;
 
     if (s->grpc == NULL) {
@@ -352,6 +401,21 @@ ngx_kubenova_gw_message(ngx_kubenova_grpc_t *g, u_char *data, size_t len)
         ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INVALID_ARGUMENT,
                             "cannot decode an OperatorMessage");
         return NGX_DONE;
+    }
+
+    /* tunnel traffic needs no statement: it never waits behind one */
+
+    if (s->registered && ngx_kubenova_kube_proxy_is_tunnel(m)) {
+        rc = ngx_kubenova_kube_proxy_message(&s->tunnels, m);
+        kubenova__v1__operator_message__free_unpacked(m, NULL);
+
+        if (rc != NGX_OK) {
+            ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INVALID_ARGUMENT,
+                                "a tunnel message breaks the protocol");
+            return NGX_DONE;
+        }
+
+        return NGX_OK;
     }
 
     if (s->busy || s->state == NGX_KUBENOVA_GW_DIFF) {
@@ -639,6 +703,14 @@ ngx_kubenova_gw_hello_done(ngx_kubenova_gw_stream_t *s, PGresult *res)
     ngx_rbtree_insert(&s->gateway->streams, &s->node.node);
     s->registered = 1;
     s->seen_written = ngx_time();
+
+    if (ngx_kubenova_kube_proxy_stream_up(&s->tunnels, s, &s->node.str)
+        != NGX_OK)
+    {
+        PQclear(res);
+        ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_INTERNAL, "out of memory");
+        return;
+    }
 
     updates = 0;
     deletes = 0;
@@ -1637,6 +1709,8 @@ ngx_kubenova_gw_end(ngx_kubenova_gw_stream_t *s, ngx_uint_t status,
         ngx_kubenova_gw_disconnect(s);
     }
 
+    ngx_kubenova_kube_proxy_stream_gone(&s->tunnels);
+
     if (s->grpc) {
         ngx_kubenova_grpc_finish(s->grpc, status, message);
     }
@@ -1680,6 +1754,8 @@ ngx_kubenova_gw_closed(ngx_kubenova_grpc_t *g)
     if (s->heartbeat.timer_set) {
         ngx_del_timer(&s->heartbeat);
     }
+
+    ngx_kubenova_kube_proxy_stream_gone(&s->tunnels);
 
     if (s->grpc) {
         ngx_queue_remove(&s->queue);

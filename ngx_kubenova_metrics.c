@@ -26,7 +26,7 @@ static ngx_str_t  ngx_kubenova_metrics_zone_name =
 
 
 static const char  *ngx_kubenova_handler_names[NGX_KUBENOVA_HANDLER_N] = {
-    "api", "healthz", "readyz", "metrics", "operator_gateway"
+    "api", "healthz", "readyz", "metrics", "operator_gateway", "kube_proxy"
 };
 
 

@@ -233,7 +233,7 @@ my %matrix = (
 
     # A has an (undecryptable) owner kubeconfig for t31-c1; this nginx has
     # no kubenova_secret_key_file: who gets past the role check gets 503
-    'GET tenants/:tenant/kubeconfig' => ['tenants/t31-a/kubeconfig?cluster=t31-c1', undef,
+    'GET tenants/:tenant/kubeconfig' => ['tenants/t31-a/kubeconfig?cluster=t31-c1&via=direct', undef,
                                          { admin => 503, owner => 503, ro => 403, other => 404 }],
 
     'GET tenants/:tenant/apps'         => ['tenants/t31-a/apps', undef, members_read()],

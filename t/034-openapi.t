@@ -377,7 +377,7 @@ metadata: {name: api}
     conforms('delete /tenants/{tenant}', $api->del('tenants/t34-self'),
              'DELETE a tenant placed nowhere (204)');
     my $r2 = conforms('get /tenants/{tenant}/kubeconfig',
-                      $api->get('tenants/t34-a/kubeconfig?cluster=t34-c&role=readonly'),
+                      $api->get('tenants/t34-a/kubeconfig?cluster=t34-c&role=readonly&via=direct'),
                       'GET kubeconfig (none issued)');
     is $r2->{status}, 404, '... 404';
 };

@@ -66,7 +66,7 @@ is psql("SELECT count(*) FROM kubeconfigs WHERE position('sekret'::bytea "
 sub get_kubeconfig {
     my ($who, $role) = @_;
     return $gw->ngx->request(
-        path => "/api/v1/tenants/t45-acme/kubeconfig?cluster=t45-c1&role=$role",
+        path => "/api/v1/tenants/t45-acme/kubeconfig?cluster=t45-c1&role=$role&via=direct",
         headers => {Authorization => "Bearer $token{$who}"});
 }
 
@@ -109,7 +109,7 @@ is stored('t45-other'), 0, 'placed on no cluster: its kubeconfig is gone';
 is $gw->api(DELETE => 'tenants/t45-acme')->{status}, 202,
     'the tenant is being deleted (202)';
 is stored('t45-acme'), 0, '... its kubeconfigs are gone';
-is $gw->api(GET => 'tenants/t45-acme/kubeconfig?cluster=t45-c1&role=readonly')
+is $gw->api(GET => 'tenants/t45-acme/kubeconfig?cluster=t45-c1&role=readonly&via=direct')
     ->{status}, 404, '... and not served, even to an admin';
 $op->send('s1', {kubeconfig => {tenant => 't45-acme', role => 'owner',
                   kubeconfig => encode_base64($kubeconfig{owner}, '')}});

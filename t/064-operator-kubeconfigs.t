@@ -78,7 +78,7 @@ sub fetch {
     my ($tenant, $role, $who) = @_;
     return KubeNova::Nginx::http_request(
         port => $gw->ngx->port,
-        path => "/api/v1/tenants/$tenant/kubeconfig?cluster=$C&role=$role",
+        path => "/api/v1/tenants/$tenant/kubeconfig?cluster=$C&role=$role&via=direct",
         headers => { Authorization => "Bearer $bearer{$who // 'admin'}" });
 }
 

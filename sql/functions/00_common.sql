@@ -495,7 +495,8 @@ BEGIN
     FROM tokens t JOIN users u ON u.name = t.user_name
     WHERE t.token_hash = hash
       AND t.revoked_at IS NULL
-      AND (t.expires_at IS NULL OR t.expires_at > now());
+      AND (t.expires_at IS NULL OR t.expires_at > now())
+      AND t.kube_cluster IS NULL;    -- proxy kubeconfig tokens: kube proxy only
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;

@@ -8,7 +8,8 @@ import { get, call, seg, query } from '../api.js';
 async function download(ctx, cluster, role) {
     try {
         const r = await call('GET', `tenants/${seg(ctx.tenant)}/kubeconfig`
-                             + query({ cluster, role }), { raw: true, accept: 'application/yaml' });
+                             + query({ cluster, role, via: 'direct' }),
+                             { raw: true, accept: 'application/yaml' });
         const disp = r.headers.get('content-disposition') || '';
         const name = /filename="([^"]+)"/.exec(disp)?.[1]
             || `${ctx.tenant}-${cluster}-${role}.kubeconfig`;

@@ -71,11 +71,25 @@ use KubeNova::Pg qw(conninfo);
 use KubeNova::Pki;
 
 our @EXPORT_OK = qw(grpc_curl grpc_frame free_port json_true json_false
-                    wait_until);
+                    wait_until kube_proxy_forward);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $Lib = File::Spec->rel2abs(dirname(__FILE__) . '/..');
 my $Repo = File::Spec->rel2abs("$Lib/../..");
+
+# the named location through which a kube proxy request reaches the worker
+# or Manager node holding its cluster's stream (README, docs/adr/0005), as
+# lines of configuration for a kube proxy server
+sub kube_proxy_forward {
+    return ('    location @kubenova_kube_proxy_forward {',
+            '        proxy_pass $kubenova_kube_proxy_owner;',
+            '        proxy_set_header X-KubeNova-Relayed 1;',
+            '        proxy_http_version 1.1;',
+            '        proxy_buffering off;',
+            '        proxy_request_buffering off;',
+            '        proxy_read_timeout 1h;',
+            '    }');
+}
 
 sub json_true  { JSON::PP::true }
 sub json_false { JSON::PP::false }
