@@ -298,14 +298,6 @@ static ngx_command_t  ngx_http_kubenova_commands[] = {
       offsetof(ngx_http_kubenova_main_conf_t, join_token_ttl),
       NULL },
 
-    /* the retired cluster secrets, still accepted in a hello (migration) */
-    { ngx_string("kubenova_gateway_cluster_secrets"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_kubenova_main_conf_t, gateway_cluster_secrets),
-      NULL },
-
     /* status streams (GET .../apps/{name}/status?watch=1) per worker */
     { ngx_string("kubenova_app_watchers"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -392,7 +384,6 @@ ngx_http_kubenova_create_main_conf(ngx_conf_t *cf)
     kmcf->usage_series = NGX_CONF_UNSET;
     kmcf->cluster_unavailable_after = NGX_CONF_UNSET_MSEC;
     kmcf->join_token_ttl = NGX_CONF_UNSET;
-    kmcf->gateway_cluster_secrets = NGX_CONF_UNSET;
     kmcf->app_watchers = NGX_CONF_UNSET;
     kmcf->app_watch_heartbeat = NGX_CONF_UNSET_MSEC;
 
@@ -489,7 +480,6 @@ ngx_http_kubenova_postconfiguration(ngx_conf_t *cf)
     }
 
     ngx_conf_init_value(kmcf->join_token_ttl, 86400);
-    ngx_conf_init_value(kmcf->gateway_cluster_secrets, 0);
 
     if (kmcf->join_token_ttl < 60 || kmcf->join_token_ttl > 2592000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -45,7 +45,6 @@ typedef struct {
     ngx_str_t                 operator_image;
     ngx_str_t                 install_manifests;  /* the YAML, read */
     time_t                    join_token_ttl;
-    ngx_flag_t                gateway_cluster_secrets;
 
     ngx_int_t                 usage_series;  /* kubenova_usage_metrics_series */
     ngx_shm_zone_t           *usage_zone;    /* NULL: no usage gauges */

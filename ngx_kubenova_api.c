@@ -158,8 +158,6 @@ static const ngx_kubenova_route_t  ngx_kubenova_routes[] = {
     { PUT,    "clusters/:cluster",              "cluster.put",   JSON,  0 },
     { PATCH,  "clusters/:cluster",              "cluster.patch", MERGE, 0 },
     { DELETE, "clusters/:cluster",              "cluster.delete", NONE, 0 },
-    { POST,   "clusters/:cluster/secret",       "cluster.rotate_secret",
-                                                                 NONE,  0 },
     { GET,    "clusters/:cluster/config",       "cluster_config.get",
                                                                  NONE,  0 },
     { PUT,    "clusters/:cluster/config",       "cluster_config.put",

@@ -24,7 +24,6 @@
 #include "ngx_kubenova_gateway.h"
 #include "ngx_kubenova_grpc.h"
 #include "ngx_kubenova_listen.h"
-#include "ngx_kubenova_token.h"
 #include "ngx_kubenova_crypto.h"
 #include "ngx_kubenova_usage_metrics.h"
 #include "ngx_kubenova_kube_proxy.h"
@@ -210,7 +209,7 @@ static const ngx_kubenova_grpc_handlers_t  ngx_kubenova_gw_handlers = {
 
 static const char  ngx_kubenova_gw_hello_sql[] =
     "SELECT status, message, kind, name, generation, deleted, spec "
-    "FROM gateway.hello($1, $2, $3, $4, $5::jsonb, $6, $7)";
+    "FROM gateway.hello($1, $2, $3, $4, $5::jsonb, $6)";
 
 static const char  ngx_kubenova_gw_certificate_sql[] =
     "SELECT gateway.certificate($1, $2, $3, $4::bigint)";
@@ -508,9 +507,6 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
     json_t                         *list, *item;
     size_t                          i, len;
     ngx_int_t                       peer;
-    ngx_str_t                       secret;
-    ngx_http_kubenova_main_conf_t  *kmcf;
-    u_char                          hash[NGX_KUBENOVA_TOKEN_HASH_LEN + 1];
     u_char                          raw[16];
     u_char                          serial[NGX_KUBENOVA_CA_PEER_SERIAL_SIZE];
     char                            cn[NGX_KUBENOVA_CA_CN_LEN];
@@ -532,11 +528,9 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
 
     /*
      * The stream speaks for the cluster its verified client certificate
-     * names (the database checks the serial is still good); the retired
-     * cluster secret only while kubenova_gateway_cluster_secrets allows it.
+     * names (the database checks the serial is still good), and only so:
+     * the hello's cluster_secret of older Operators is ignored.
      */
-
-    kmcf = ngx_http_get_module_main_conf(s->request, ngx_http_kubenova_module);
 
     peer = ngx_kubenova_ca_peer(s->request->connection, cn, serial, err,
                                 sizeof(err));
@@ -555,10 +549,7 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
         return NGX_DONE;
     }
 
-    if (peer == NGX_DECLINED
-        && !(kmcf->gateway_cluster_secrets
-             && hello->cluster_secret && hello->cluster_secret[0]))
-    {
+    if (peer == NGX_DECLINED) {
         ngx_kubenova_gw_end(s, NGX_KUBENOVA_GRPC_UNAUTHENTICATED,
                             "a client certificate from the KubeNova CA is "
                             "required: register the cluster with its join "
@@ -610,19 +601,7 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
     }
 
     s->params[0] = ngx_kubenova_gw_param(s, (char *) s->cluster);
-    s->params[1] = NULL;
-    s->params[6] = NULL;
-
-    if (peer == NGX_OK) {
-        s->params[6] = ngx_kubenova_gw_param(s, (char *) serial);
-
-    } else {
-        secret.data = (u_char *) hello->cluster_secret;
-        secret.len = ngx_strlen(hello->cluster_secret);
-        ngx_kubenova_token_hash(&secret, hash);
-        hash[NGX_KUBENOVA_TOKEN_HASH_LEN] = '\0';
-        s->params[1] = ngx_kubenova_gw_param(s, (char *) hash);
-    }
+    s->params[1] = ngx_kubenova_gw_param(s, (char *) serial);
     s->params[2] = ngx_kubenova_gw_param(s, hello->operator_version
                                             ? hello->operator_version : "");
     s->params[3] = ngx_kubenova_gw_param(s, hello->kubernetes_version
@@ -643,7 +622,7 @@ ngx_kubenova_gw_hello(ngx_kubenova_gw_stream_t *s, Kubenova__V1__Hello *hello)
 
     s->query.keep = 1;
 
-    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_hello_sql, 7,
+    return ngx_kubenova_gw_call(s, ngx_kubenova_gw_hello_sql, 6,
                                 ngx_kubenova_gw_hello_done);
 
 failed:

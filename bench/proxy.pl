@@ -48,15 +48,15 @@ my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => $workers,
     '}');
 
 my ($C, $T) = ('bench-c', 'bench-t');
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->create_tenant($T, $C);
 $gw->api_ok(POST => "tenants/$T/users", {name => 'bench-owner', role => 'owner'});
 my $token = $gw->api_ok(POST => 'users/bench-owner/tokens', {name => 'cli'})
     ->{json}{token};
 
 my $op = KubeNova::Operator->start(
-    manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-    cluster => $C, secret => $secret,
+    manager_url => 'https://localhost:' . $gw->gw_port,
+    cluster => $C, identity => $identity,
     args => ['--heartbeat', '1s', '--kubeconfig', $k8s->operator_kubeconfig]);
 $op->wait_log(qr/credentials: the owner kubeconfig of tenant "$T" is issued/, 120)
     or BAIL_OUT("the tenant is not in place:\n" . $op->log_text);

@@ -179,26 +179,18 @@ subtest 'clusters' => sub {
     ok exists $r->{json}{last_seen_at} && !defined $r->{json}{last_seen_at},
         'last_seen_at null';
 
-    my $secret = $r->{json}{secret};
-    like $secret, qr/^kncs_[A-Za-z0-9_-]{43}$/, 'the Operator\'s secret, once';
-    is psql("SELECT secret_hash = encode(sha256('$secret'::bytea), 'hex') "
-            . "FROM clusters WHERE name = 't30-c1'"), 't', 'only its SHA-256 is stored';
+    ok !exists $r->{json}{secret},
+        'no cluster secret (retired): the Operator registers with the join token';
+    is psql("SELECT count(*) FROM information_schema.columns "
+            . "WHERE table_name = 'clusters' AND column_name = 'secret_hash'"), 0,
+        '... and the clusters table keeps no secret hash';
 
     $r = $api->get('clusters/t30-c1');
     is $r->{status}, 200, 'GET';
     etag_is_generation($r, 'GET');
-    ok !exists $r->{json}{secret}, 'GET does not show the secret';
 
-    $r = $api->post('clusters/t30-c1/secret');
-    is $r->{status}, 200, 'POST /clusters/{c}/secret: 200';
-    is $r->{json}{cluster}, 't30-c1', '... names the cluster';
-    like $r->{json}{secret}, qr/^kncs_[A-Za-z0-9_-]{43}$/, '... a new secret';
-    isnt $r->{json}{secret}, $secret, '... not the old one';
-    is psql("SELECT secret_hash = encode(sha256('$r->{json}{secret}'::bytea), 'hex') "
-            . "FROM clusters WHERE name = 't30-c1'"), 't', '... which replaced the old hash';
-    is $api->get('clusters/t30-c1')->{json}{generation}, 1, '... the document is unchanged';
-    is summary($api->post('clusters/t30-nosuch/secret')), '404 not_found',
-        'a secret for an unknown cluster: 404';
+    is summary($api->post('clusters/t30-c1/secret')), '404 not_found',
+        'POST /clusters/{c}/secret is gone: 404';
 
     $r = $api->put('clusters/t30-c1', body => { labels => { region => 'eu' } });
     is $r->{status}, 200, 'PUT identical: 200';

@@ -220,7 +220,6 @@ my %matrix = (
     'GET clusters/:cluster'    => ['clusters/t31-c1', undef, members_read()],
     'PUT clusters/:cluster'    => ['clusters/t31-c1', { labels => {} }, admin_only(200)],
     'PATCH clusters/:cluster'  => ['clusters/t31-c1', { labels => {} }, admin_only(200)],
-    'POST clusters/:cluster/secret' => ['clusters/t31-c1/secret', undef, admin_only(200)],
     'GET clusters/:cluster/config' => ['clusters/t31-c1/config', undef, admin_only(200)],
     'PUT clusters/:cluster/config' => ['clusters/t31-c1/config', { components => {} },
                                        admin_only(200)],

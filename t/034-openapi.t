@@ -336,8 +336,6 @@ metadata: {name: api}
         pods => 3, price_monthly => 10 }), 'POST plan');
     conforms('post /signup', $api->post('signup', token => undef, body => {
         tenant => 't34-self', user => 't34-self-owner' }), 'POST /signup');
-    conforms('post /clusters/{cluster}/secret', $api->post('clusters/t34-c/secret'),
-             'POST secret');
     conforms('post /clusters/{cluster}/join-token', $api->post('clusters/t34-c/join-token'),
              'POST join-token');
 

@@ -24,13 +24,13 @@ ok wait_until(sub { my @w = $ngx->worker_pids; @w == 2 }, 10), 'two workers';
 
 my $C = 'gw41-c';
 my $T = 'gw41-t';
-my $secret = $gw->create_cluster($C);
+$gw->create_cluster($C);
 $gw->create_tenant($T, $C);
 $gw->create_app($T, 'base');
 
 my $op = $gw->operator;
 my $off = $ngx->error_log_offset;
-$op->open('s', hello => { cluster => $C, cluster_secret => $secret,
+$op->open('s', hello => { cluster => $C,
                           applied => $gw->in_sync_applied($C) });
 my $w = $op->msg('s', 'welcome', 10);
 is_deeply [@{ $w->{msg} }{qw(updates deletes)}], [0, 0],
@@ -213,7 +213,7 @@ is $op->end('s', 10)->{code}, 'OK', 'the stream ends OK when the Operator closes
 
 {
     my @cl = map { "gw41-race$_" } 1 .. 6;
-    my %sec = map { ($_ => $gw->create_cluster($_)) } @cl;
+    $gw->create_cluster($_) for @cl;
     my $RT = 'gw41-race-t';
     $gw->create_tenant($RT, @cl);
     my $list = join ',', map { "('$_')" } @cl;
@@ -240,7 +240,7 @@ is $op->end('s', 10)->{code}, 'OK', 'the stream ends OK when the Operator closes
     my $rop = $gw->operator;
     for my $c (@cl) {
         Time::HiRes::sleep(0.4);
-        $rop->open($c, hello => { cluster => $c, cluster_secret => $sec{$c} });
+        $rop->open($c, hello => { cluster => $c });
     }
     waitpid $writer, 0;
     my (%got, @missing);

@@ -1,8 +1,8 @@
 # Operator gateway, one stream per cluster and keeping streams alive: a
 # second stream of a cluster replaces the first (which ends ABORTED),
 # whether the two are on one worker or on two (the other worker learns it
-# through NOTIFY kubenova_stream); rotating the cluster's retired secret
-# drops its stream, its certificate connects again; heartbeats keep an idle stream open past client_body_timeout, and
+# through NOTIFY kubenova_stream); heartbeats keep an idle stream open
+# past client_body_timeout, and
 # a stream on which nothing comes for that long ends UNAVAILABLE.
 use strict;
 use warnings;
@@ -22,7 +22,7 @@ ok wait_until(sub { my @w = $ngx->worker_pids; @w == 2 }, 10), 'two workers';
 
 my $C = 'gw42-c';
 my $T = 'gw42-t';
-my $secret = $gw->create_cluster($C);
+$gw->create_cluster($C);
 $gw->create_tenant($T, $C);
 
 my $op = $gw->operator;
@@ -36,7 +36,6 @@ sub connect_stream {
     my $off = $ngx->error_log_offset;
     $op->open($id, heartbeat_every => 1,
               hello => { cluster => $C,
-                         cluster_secret => $o{secret} // $secret,
                          applied => $gw->in_sync_applied($C) });
     my $w = $op->msg($id, 'welcome', 10) or return ($id, undef);
     return ($id, $gw->stream_worker($C, $off));
@@ -87,7 +86,7 @@ is psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
 
 {
     my $SC = 'gw42-stall';
-    my $ssecret = $gw->create_cluster($SC);
+    $gw->create_cluster($SC);
     $gw->create_tenant("$SC-t", $SC);
     # 8000 objects of 2 kB: 16 MB, more than the client buffers unread;
     # without the NOTIFY trigger, so that they reach the stream as its
@@ -102,7 +101,7 @@ is psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
 
     my $off = $ngx->error_log_offset;
     $op->open('stalled', paused => 1, heartbeat_every => 1, quiet => 1,
-              hello => { cluster => $SC, cluster_secret => $ssecret });
+              hello => { cluster => $SC });
     my $stalled_worker = $gw->stream_worker($SC, $off, 30);
     ok $stalled_worker, "a stream that does not read its difference "
         . "(worker $stalled_worker)";
@@ -114,7 +113,7 @@ is psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
         $off = $ngx->error_log_offset;
         $id = "fresh$try";
         $op->open($id, heartbeat_every => 1,
-                  hello => { cluster => $SC, cluster_secret => $ssecret,
+                  hello => { cluster => $SC,
                              applied => $gw->in_sync_applied($SC) });
         $op->msg($id, 'welcome', 10) or last;
         $worker = $gw->stream_worker($SC, $off);
@@ -138,17 +137,8 @@ is psql("SELECT connected FROM clusters WHERE name = '$C'"), 't',
     $op->end($id, 10);
 }
 
-# --- the retired secret ---------------------------------------------------
-
-my $rot = $gw->api_ok(POST => "clusters/$C/secret");
-like $rot->{json}{secret}, qr/^kncs_/, 'a new (retired) secret';
+$op->cancel($prev);
 my $end = $op->end($prev, 10);
-is $end && $end->{code}, 'ABORTED', 'rotating it still ends the stream';
-
-my ($again, $again_worker) = connect_stream();
-ok $again_worker, '... and the certificate connects again: it is the credential';
-$op->cancel($again);
-$op->end($again, 10);
 
 # --- heartbeats and client_body_timeout ----------------------------------
 
@@ -187,7 +177,7 @@ $op->end($again, 10);
 {
     # an Operator that never sends a heartbeat: ended after the timeout
     my $id = 'quiet';
-    $op->open($id, hello => { cluster => $C, cluster_secret => $secret,
+    $op->open($id, hello => { cluster => $C,
                               applied => $gw->in_sync_applied($C) });
     ok $op->msg($id, 'welcome', 10), 'a stream without heartbeats';
     my $t0 = time;

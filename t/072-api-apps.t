@@ -44,7 +44,7 @@ my $off = $gw->ngx->error_log_offset;
 my ($CA, $CB) = ('t72-ca', 't72-cb');
 my ($A, $B) = ('t72-a', 't72-b');
 # labels of their own: the database is shared with the other test files
-my $secret = $gw->create_cluster($CA, labels => { t72zone => 'a' });
+$gw->create_cluster($CA, labels => { t72zone => 'a' });
 $gw->create_cluster($CB, labels => { t72zone => 'b' });
 $gw->create_tenant($A, $CA);
 $gw->create_tenant($B, $CB);
@@ -210,7 +210,7 @@ is $gw->api(POST => "users/$A/apps",
 # --- per-cluster view ---------------------------------------------------
 
 my $op = $gw->operator;
-$op->open('s', hello => { cluster => $CA, cluster_secret => $secret,
+$op->open('s', hello => { cluster => $CA,
                           applied => [] });
 ok $op->msg('s', 'welcome', 10), 'an Operator connects for the tenant\'s cluster';
 my %gen;
@@ -366,7 +366,7 @@ is $r->{status}, 409, 're-creating it meanwhile: 409';
 like $r->{json}{error}{message}, qr/being deleted/, '... being deleted';
 
 # it still holds the app, at the generation it acked
-$op->open('s2', hello => { cluster => $CA, cluster_secret => $secret,
+$op->open('s2', hello => { cluster => $CA,
                            applied => [@{ $gw->in_sync_applied($CA) },
                                        { kind => 'Application', name => "$A/web",
                                          generation => $gen{"$A/web"} }] });

@@ -65,7 +65,7 @@ is_deeply { map { $_ => [sort @{ $versions->{$_} }] } keys %$versions },
 # --- config: validation ------------------------------------------------------
 
 my $C = 't75-m';
-my $secret = $gw->create_cluster($C);
+$gw->create_cluster($C);
 
 my $c = cluster($C);
 is $c->{state}, 'pending', 'a new cluster: state pending';
@@ -130,7 +130,7 @@ is $gw->api(GET => "clusters/$C/config")->{json}{generation}, $gen,
     'GET config: the same';
 
 my $op = $gw->operator;
-$op->open('s', hello => { cluster => $C, cluster_secret => $secret });
+$op->open('s', hello => { cluster => $C });
 ok $op->msg('s', 'welcome', 10), 'an Operator connects';
 my $u = $op->msg('s', 'update', 10);
 is $u && "$u->{msg}{kind} $u->{msg}{name} $u->{msg}{generation}",
@@ -198,7 +198,7 @@ ok wait_until(sub { cluster($C)->{state} eq 'unavailable' }, 20),
 # --- the known bug: a worker killed with SIGKILL never writes the disconnect -
 
 my $off = $gw->ngx->error_log_offset;
-$op->open('k', hello => { cluster => $C, cluster_secret => $secret });
+$op->open('k', hello => { cluster => $C });
 ok $op->msg('k', 'welcome', 10), 'the Operator connects again';
 $op->heartbeats('k', 0.5);
 ok wait_until(sub { cluster($C)->{state} eq 'connected' }, 10), '... connected';
@@ -223,12 +223,12 @@ ok eval { KubeNova::Operator::build() }, 'the Operator builds' or BAIL_OUT($@);
 sub kget { $k8s->kubectl_json('get', @_) }
 
 my $O = 't75-o';
-my $osecret = $gw->create_cluster($O);
+my $oidentity = $gw->create_cluster($O);
 
 sub start_operator {
     return KubeNova::Operator->start(
-        manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-        cluster => $O, secret => $osecret,
+        manager_url => 'https://localhost:' . $gw->gw_port,
+        cluster => $O, identity => $oidentity,
         args => ['--heartbeat', '1s', '--reconnect-max', '3s',
                  '--kubeconfig', $k8s->operator_kubeconfig,
                  '--bundles-dir', "$Repo/operator/bundles"]);

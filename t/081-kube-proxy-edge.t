@@ -44,7 +44,7 @@ my $gw = KubeNova::Gateway->start(http_config => join "\n",
     '    }',
     '}');
 
-my $secret = $gw->create_cluster('t76-c1');
+my $identity = $gw->create_cluster('t76-c1');
 $gw->create_cluster('t76-c2');
 $gw->create_tenant('t76-acme', 't76-c1');
 $gw->create_tenant('t76-beta', 't76-c1');
@@ -174,7 +174,7 @@ is $r->{headers}{'retry-after'}, '1', 'retry after';
 # --- the Operator ----------------------------------------------------------
 
 my $op = $gw->operator;
-$op->open('s1', hello => {cluster => 't76-c1', cluster_secret => $secret},
+$op->open('s1', hello => {cluster => 't76-c1'},
           auto_ack => json_true);
 ok $op->msg('s1', 'welcome'), 'Operator connected';
 $op->forget('s1');
@@ -366,7 +366,7 @@ ok $op->end('s1', 10), 'stream over';
 
 # --- limit_req keyed on the tenant ----------------------------------------
 
-$op->open('s2', hello => {cluster => 't76-c1', cluster_secret => $secret},
+$op->open('s2', hello => {cluster => 't76-c1'},
           auto_ack => json_true);
 ok $op->msg('s2', 'welcome'), 'Operator back';
 sub serve_one {
@@ -462,6 +462,7 @@ $gw->stop;
 
 $kp_port = free_port();
 $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
+    pki => $gw->pki,    # the same CA: the identity of t76-c1 holds
     http_config => join "\n",
     "kubenova_kube_proxy_node_url http://127.0.0.1:$kp_port;",
     'log_format kp_route "$remote_addr $pid $status $request_uri";',
@@ -474,7 +475,7 @@ $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
     kube_proxy_forward(),
     '}');
 $op = $gw->operator;
-$op->open('s3', hello => {cluster => 't76-c1', cluster_secret => $secret},
+$op->open('s3', hello => {cluster => 't76-c1'}, tls => $gw->tls($identity),
           auto_ack => json_true);
 ok $op->msg('s3', 'welcome', 20), 'Operator connected to one of two workers';
 my $owner = wait_until(sub { $gw->stream_worker('t76-c1', 0) }, 10);
@@ -585,7 +586,7 @@ ok wait_until(sub {
 # --- a reload: new workers, new sockets, the old ones gone ---------------
 
 ok $gw->ngx->reload(timeout => 20), 'nginx reloaded';
-$op->open('s4', hello => {cluster => 't76-c1', cluster_secret => $secret},
+$op->open('s4', hello => {cluster => 't76-c1'}, tls => $gw->tls($identity),
           auto_ack => json_true);
 ok $op->msg('s4', 'welcome', 20), 'the Operator is back, on a new worker';
 my $after = 0;

@@ -66,7 +66,7 @@ my $gw = KubeNova::Gateway->start(heartbeat => '1s', workers => 2,
 
 my $C = 't77-c';
 my ($A, $B) = ('t77-a', 't77-b');
-my $secret = $gw->create_cluster($C);
+my $identity = $gw->create_cluster($C);
 $gw->create_tenant($A, $C);
 $gw->create_tenant($B, $C);
 
@@ -83,8 +83,8 @@ my %token = (
 );
 
 my $op = KubeNova::Operator->start(
-    manager_url => 'http://127.0.0.1:' . $gw->gw_port,
-    cluster => $C, secret => $secret,
+    manager_url => 'https://localhost:' . $gw->gw_port,
+    cluster => $C, identity => $identity,
     args => ['--heartbeat', '1s', '--reconnect-max', '3s',
              '--kubeconfig', $k8s->operator_kubeconfig]);
 

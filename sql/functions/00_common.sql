@@ -453,7 +453,7 @@ $$;
 
 
 ------------------------------------------------------------------------
--- Secrets: bearer tokens and cluster secrets
+-- Secrets: bearer tokens and join tokens
 ------------------------------------------------------------------------
 
 -- A new secret: the prefix and 43 characters of base64url (32 random
@@ -464,8 +464,8 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, public, pg_temp AS $$
                                      '+/', '-_'), '=')
 $$;
 
--- What nginx computes from a presented secret (the Authorization header, a
--- Hello's cluster_secret): lowercase hex SHA-256 of its bytes.
+-- What nginx computes from a presented secret (the Authorization header):
+-- lowercase hex SHA-256 of its bytes.
 CREATE FUNCTION api.secret_hash(secret text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT encode(sha256(convert_to(secret, 'UTF8')), 'hex')

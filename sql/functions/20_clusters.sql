@@ -2,19 +2,15 @@
 -- user sees only the clusters their tenant is placed on (404 for others) and
 -- writes none (403, whatever the cluster: that tells nothing about which
 -- clusters exist).  Labels drive placement through tenants' selectors, so
--- every label change re-places the tenants that have one.
---
--- Each cluster has a secret its Operator presents in its gRPC Hello: made
--- when the cluster is created and shown once in that answer ("secret"),
--- replaced by POST /clusters/{cluster}/secret (cluster.rotate_secret).  Only
--- its SHA-256 is stored, as for bearer tokens.
+-- every label change re-places the tenants that have one.  A cluster's
+-- Operator authenticates with the certificate it registered with its join
+-- token (25_registration.sql).
 
 CREATE FUNCTION api.cluster_read_only() RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    -- reported by the cluster's Operator through the gateway; "secret" is
-    -- in the answer that created the cluster (and may be sent back)
+    -- reported by the cluster's Operator through the gateway
     SELECT ARRAY['connected', 'last_seen_at', 'connected_at', 'operator_version',
-                 'kubernetes_version', 'secret', 'generation', 'created_at', 'updated_at',
+                 'kubernetes_version', 'generation', 'created_at', 'updated_at',
                  -- the registration fields of the creating answer
                  'join_token', 'join_token_expires_at', 'install_url', 'join_command']
            || api.cluster_status_fields()
@@ -72,13 +68,11 @@ BEGIN
 END
 $$;
 
--- Create (cur null) or replace a cluster with validated input.  A new
--- cluster's answer carries its secret, the only time it is shown.
+-- Create (cur null) or replace a cluster with validated input.
 CREATE FUNCTION api.cluster_store(inp jsonb, cur clusters) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     cl      clusters;
-    secret  text;
 BEGIN
     IF cur.name IS NOT NULL THEN
         IF inp = api.cluster_json(cur) - api.cluster_read_only() THEN
@@ -89,15 +83,13 @@ BEGIN
         WHERE name = cur.name
         RETURNING * INTO cl;
     ELSE
-        secret := api.new_secret('kncs_');
-        INSERT INTO clusters (name, labels, secret_hash)
-        VALUES (inp ->> 'name', inp -> 'labels', api.secret_hash(secret))
+        INSERT INTO clusters (name, labels)
+        VALUES (inp ->> 'name', inp -> 'labels')
         RETURNING * INTO cl;
     END IF;
     PERFORM api.sync_selector_tenants();
-    IF secret IS NOT NULL THEN
-        RETURN api.ok(201, api.cluster_json(cl) || jsonb_build_object('secret', secret),
-                      cl.generation);
+    IF cur.name IS NULL THEN
+        RETURN api.ok(201, api.cluster_json(cl), cl.generation);
     END IF;
     RETURN api.ok(200, api.cluster_json(cl), cl.generation);
 END
@@ -200,8 +192,7 @@ $$;
 -- placement.clusters lose that entry (a new generation: their document
 -- changed); tenants and apps that were only waiting for this cluster to
 -- acknowledge their deletion are removed for good.  The cluster's stream
--- ends (as after a new secret): another cluster created under the name
--- later is not this one.
+-- ends: another cluster created under the name later is not this one.
 CREATE FUNCTION api.cluster_delete(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -241,30 +232,5 @@ BEGIN
         PERFORM api.finalize_deletions(tenant_name);
     END LOOP;
     RETURN api.ok(204, NULL);
-END
-$$;
-
--- POST /clusters/{cluster}/secret: a new secret, shown once; the old one
--- stops working at once.  The stream it authenticated (if any) is no longer
--- the cluster's: its next gateway call answers current = false, and
--- "kubenova_stream" tells every gateway to close the cluster's streams (an
--- empty stream id matches none), so a leaked secret cannot keep a session.
--- The cluster's document does not change (same generation).
-CREATE FUNCTION api.cluster_rotate_secret(c api.caller, e jsonb) RETURNS api.result
-LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
-DECLARE
-    secret  text := api.new_secret('kncs_');
-    cl      clusters;
-BEGIN
-    PERFORM api.require_admin(c);
-    UPDATE clusters
-    SET secret_hash = api.secret_hash(secret), stream_id = NULL, connected = false
-    WHERE name = api.param(e, 'cluster')
-    RETURNING * INTO cl;
-    IF NOT FOUND THEN
-        PERFORM api.fail_not_found('cluster');
-    END IF;
-    PERFORM pg_notify('kubenova_stream', cl.name || E'\t');
-    RETURN api.ok(200, jsonb_build_object('cluster', cl.name, 'secret', secret));
 END
 $$;

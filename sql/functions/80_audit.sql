@@ -44,8 +44,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
                                    coalesce(api.param(e, 'plan'), api.body_string(e, 'name')))
         WHEN 'cluster' THEN concat_ws('/', 'clusters',
                                       coalesce(api.param(e, 'cluster'), api.body_string(e, 'name')),
-                                      CASE op WHEN 'cluster.rotate_secret' THEN 'secret'
-                                              WHEN 'cluster.join_token' THEN 'join-token'
+                                      CASE op WHEN 'cluster.join_token' THEN 'join-token'
                                               WHEN 'cluster.register' THEN 'register' END)
         WHEN 'cluster_config' THEN concat_ws('/', 'clusters', api.param(e, 'cluster'), 'config')
         WHEN 'tenant' THEN concat_ws('/', 'tenants',

@@ -151,26 +151,17 @@ $$;
 -- credential is the verified client certificate nginx read (cert_serial,
 -- lowercase hex; nginx already checked its subject names this cluster):
 -- it must be one the Manager issued to this cluster, not revoked, not
--- expired.  Without one, secret_hash (lowercase hex SHA-256 of the retired
--- cluster secret, only with kubenova_gateway_cluster_secrets on).
-CREATE FUNCTION gateway.credential_ok(cluster text, secret_hash text, cert_serial text)
+-- expired.
+CREATE FUNCTION gateway.credential_ok(cluster text, cert_serial text)
 RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT CASE
-        WHEN cert_serial IS NOT NULL THEN
-            EXISTS (SELECT 1 FROM cluster_certificates k
-                    WHERE k.serial = lower(cert_serial) AND k.cluster = credential_ok.cluster
-                      AND k.revoked_at IS NULL AND k.not_after > now())
-        ELSE
-            EXISTS (SELECT 1 FROM clusters c
-                    WHERE c.name = credential_ok.cluster AND c.secret_hash IS NOT NULL
-                      AND c.secret_hash = lower(credential_ok.secret_hash))
-    END
+    SELECT EXISTS (SELECT 1 FROM cluster_certificates k
+                   WHERE k.serial = lower(cert_serial) AND k.cluster = credential_ok.cluster
+                     AND k.revoked_at IS NULL AND k.not_after > now())
 $$;
 
-CREATE FUNCTION gateway.hello(cluster text, secret_hash text, operator_version text,
-                              kubernetes_version text, applied jsonb, stream_id text,
-                              cert_serial text DEFAULT NULL)
+CREATE FUNCTION gateway.hello(cluster text, cert_serial text, operator_version text,
+                              kubernetes_version text, applied jsonb, stream_id text)
 RETURNS TABLE (status integer, message text, kind text, name text, generation bigint,
                deleted boolean, spec text)
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
@@ -189,10 +180,8 @@ BEGIN
     -- learns nothing about which clusters exist
     SELECT * INTO cl FROM clusters c WHERE c.name = hello.cluster;
     IF NOT FOUND
-       OR NOT gateway.credential_ok(cl.name, hello.secret_hash, hello.cert_serial) THEN
-        RETURN QUERY SELECT 16, CASE WHEN hello.cert_serial IS NOT NULL
-                                     THEN 'unknown cluster, or its certificate is revoked or expired'
-                                     ELSE 'unknown cluster or wrong secret' END,
+       OR NOT gateway.credential_ok(cl.name, hello.cert_serial) THEN
+        RETURN QUERY SELECT 16, 'unknown cluster, or its certificate is revoked or expired',
                             NULL::text, NULL::text, NULL::bigint, NULL::boolean, NULL::text;
         RETURN;
     END IF;
@@ -204,19 +193,16 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the secret may have been rotated, or the certificate revoked, since
-    -- the check above: recheck on the locked row
+    -- the certificate may have been revoked since the check above: recheck on the locked row
     UPDATE clusters c
     SET connected = true, last_seen_at = now(), connected_at = now(),
         operator_version = nullif(left(hello.operator_version, 253), ''),
         kubernetes_version = nullif(left(hello.kubernetes_version, 253), ''),
         stream_id = hello.stream_id
     WHERE c.name = cl.name
-      AND gateway.credential_ok(c.name, hello.secret_hash, hello.cert_serial);
+      AND gateway.credential_ok(c.name, hello.cert_serial);
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 16, CASE WHEN hello.cert_serial IS NOT NULL
-                                     THEN 'unknown cluster, or its certificate is revoked or expired'
-                                     ELSE 'unknown cluster or wrong secret' END,
+        RETURN QUERY SELECT 16, 'unknown cluster, or its certificate is revoked or expired',
                             NULL::text, NULL::text, NULL::bigint, NULL::boolean, NULL::text;
         RETURN;
     END IF;

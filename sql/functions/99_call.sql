@@ -25,7 +25,6 @@ BEGIN
         WHEN 'cluster.put'    THEN RETURN api.cluster_put(c, e);
         WHEN 'cluster.patch'  THEN RETURN api.cluster_patch(c, e);
         WHEN 'cluster.delete' THEN RETURN api.cluster_delete(c, e);
-        WHEN 'cluster.rotate_secret' THEN RETURN api.cluster_rotate_secret(c, e);
         WHEN 'cluster_config.get' THEN RETURN api.cluster_config_get(c, e);
         WHEN 'cluster_config.put' THEN RETURN api.cluster_config_put(c, e);
         WHEN 'cluster.join_token' THEN RETURN api.cluster_join_token(c, e);
@@ -71,7 +70,7 @@ CREATE FUNCTION api.is_write_op(op text) RETURNS boolean
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT op = 'signup'
         OR split_part(op, '.', 2) IN ('create', 'put', 'patch', 'delete', 'revoke',
-                                      'rotate_secret', 'join_token', 'register')
+                                      'join_token', 'register')
 $$;
 
 -- Errors that only a race between two transactions produces (the checks in

@@ -203,10 +203,10 @@ await check('register a cluster: what joins it shown once, to copy', async () =>
     await page.getByRole('button', { name: 'Register cluster' }).click();
     await page.getByRole('heading', { name: 'Cluster d80-c2 registered' }).waitFor();
     await rowOf('Clusters', 'd80-c2').waitFor();
-    // the join command where the Manager registers clusters, else the secret
+    // the join command where the Manager has a public URL, else the token
     const join = page.locator('[data-secret="Join command"]');
     if (await join.count()) return /^kubectl apply -f /.test(await join.inputValue());
-    return /^kncs_/.test(await page.locator('[data-secret="Cluster secret"]').inputValue());
+    return /^knjt_/.test(await page.locator('[data-secret="Join token"]').inputValue());
 });
 await shot('admin-clusters');
 

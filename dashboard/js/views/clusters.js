@@ -38,9 +38,7 @@ function joinBox(title, j) {
             + 'which registers itself once.') : null,
         j.install_url ? secretBox('Install URL', j.install_url) : null,
         j.join_token ? secretBox('Join token', j.join_token,
-            `Shown only now; works once, until ${when(j.join_token_expires_at)}.`) : null,
-        j.secret ? secretBox('Cluster secret', j.secret,
-            'Shown only now (the retired way for an Operator to connect).') : null);
+            `Shown only now; works once, until ${when(j.join_token_expires_at)}.`) : null);
 }
 
 // synced / pending / error counts of the tenants placed on each cluster

@@ -1,10 +1,10 @@
 package KubeNova::Gateway;
 
 # The Operator gateway tests (t/04*-gateway-*.t): one nginx with the
-# gateway on an h2c port (HTTP/2 with prior knowledge, what grpcio's
-# insecure channel speaks) and the REST API on the test's HTTP/1.1 port,
-# a REST client, and Operators: t/lib/kubenova_grpc_client.py run as a
-# subprocess (Debian's /usr/bin/python3, which has grpcio), driven with
+# gateway on a TLS port that accepts only client certificates of the
+# test's kubenova_ca (mTLS, HTTP/2), the REST API on the test's HTTP/1.1
+# port, a REST client, and Operators: t/lib/kubenova_grpc_client.py run as
+# a subprocess (Debian's /usr/bin/python3, which has grpcio), driven with
 # one JSON command per line and answering one JSON event per line.
 #
 #   my $gw = KubeNova::Gateway->start(workers => 2, master_process => 1,
@@ -15,24 +15,18 @@ package KubeNova::Gateway;
 #                                              # same database: the REST
 #                                              # API only, on a free port
 #   my $r = $gw->api(POST => 'clusters', {name => 'c'});  # $r->{json} ...
-#   my $secret = $gw->create_cluster('c');
-#
-#   my $op = $gw->operator;                    # a python client
-#   $op->open('s1', hello => {cluster => 'c', cluster_secret => $secret});
-#
-#   With tls => 1 the gateway speaks TLS and accepts only client
-#   certificates of the test's kubenova_ca (mTLS, no cluster secrets):
-#   my $gw = KubeNova::Gateway->start(tls => 1);
 #   my $id = $gw->create_cluster('c');         # registered through the API:
 #                    # {cluster, key, cert, ca (files), certificate (PEM),
 #                    #  not_after, join_token}
+#   my $op = $gw->operator;                    # a python client
+#   $op->open('s1', hello => {cluster => 'c'});   # presents the identity
+#                                              # registered for 'c'
 #   $op->open('s1', hello => {cluster => 'c'}, tls => $gw->tls($id));
 #   $gw->pki                                   # {dir, ca => {key, cert}}
+#   KubeNova::Gateway->start(pki => $gw->pki)  # the same CA (a restart)
 #
-#   Without tls the gateway is h2c and still takes the retired cluster
-#   secrets (kubenova_gateway_cluster_secrets on), for the tests not yet
-#   moved to certificates.  Registration (kubenova_ca, install.yaml) is
-#   configured either way.
+#   The option tls => 1 of older callers is accepted: mTLS is the only
+#   mode (the cluster secrets are retired).
 #   my $w = $op->msg('s1', 'welcome');         # the event, or undef
 #   $op->send('s1', {ack => {kind => ..., name => ..., generation => 3,
 #                            ok => JSON::PP::true}});
@@ -158,7 +152,6 @@ sub config_parts {
         '    add_header X-Worker $pid always;',
         '}';
     my $pki = $self->{pki};
-    my $scheme = $o{tls} ? 'https' : 'http';
     my $pg = join "\n",
         qq{kubenova_postgres "} . conninfo() . qq{" pool=$pool;},
         "kubenova_admin_token_file $ENV{TEST_NGINX_ADMIN_TOKEN_FILE};",
@@ -167,18 +160,16 @@ sub config_parts {
             . ';',
         'kubenova_public_url http://127.0.0.1:' . $self->{ngx}->port . ';',
         ($self->{gw_port}
-            ? "kubenova_gateway_url $scheme://localhost:$self->{gw_port};" : ()),
+            ? "kubenova_gateway_url https://localhost:$self->{gw_port};" : ()),
         "kubenova_install_manifests $Repo/operator/deploy;",
-        'kubenova_operator_image kubenova/operator:test;',
-        ($o{tls} ? () : 'kubenova_gateway_cluster_secrets on;');
+        'kubenova_operator_image kubenova/operator:test;';
     my $listen = !$self->{gw_port} ? ''
-        : $o{tls} ? join("\n",
+        : join("\n",
             "    listen 127.0.0.1:$self->{gw_port} ssl http2;",
             "    ssl_certificate $pki->{server}{cert};",
             "    ssl_certificate_key $pki->{server}{key};",
             "    ssl_client_certificate $pki->{ca}{cert};",
-            '    ssl_verify_client optional_no_ca;')
-        : "    listen 127.0.0.1:$self->{gw_port} http2;";
+            '    ssl_verify_client optional_no_ca;');
     return (http_config => join("\n", $pg, $o{http_config} // ''),
             config => $api)
         if $o{api_only};
@@ -243,14 +234,11 @@ sub api_ok {
     return $r;
 }
 
-# a new cluster; returns its secret, or with tls its registered identity
-# (register_cluster)
+# a new cluster; returns its registered identity (register_cluster)
 sub create_cluster {
     my ($self, $name, %extra) = @_;
     my $r = $self->api_ok(POST => 'clusters', { name => $name, %extra });
-    return $self->register_cluster($name, join_token => $r->{json}{join_token})
-        if $self->{opts}{tls};
-    return $r->{json}{secret} // croak "no secret for cluster $name";
+    return $self->register_cluster($name, join_token => $r->{json}{join_token});
 }
 
 # the test's CA, and the gateway's server certificate, in a directory that
@@ -387,12 +375,11 @@ sub log_problems {
 
 # --- Operators ----------------------------------------------------------
 
-# With tls, a stream opened without a "tls" option presents the identity
-# create_cluster registered for its hello's cluster (and no secret).
+# A stream opened without a "tls" option presents the identity
+# create_cluster registered for its hello's cluster.
 sub operator {
     my ($self) = @_;
-    return KubeNova::Gateway::Operator->new($self->target,
-                                            $self->{opts}{tls} ? $self : undef);
+    return KubeNova::Gateway::Operator->new($self->target, $self);
 }
 
 # the identity create_cluster/register_cluster last made for a cluster
@@ -496,8 +483,6 @@ sub open {
         my $cluster = $o{hello} ? $o{hello}{cluster} : undef;
         $o{tls} = $self->{gw}->tls(defined $cluster
                                    ? $self->{gw}->identity($cluster) : undef);
-        $o{hello} = { %{ $o{hello} } } if $o{hello};
-        delete $o{hello}{cluster_secret} if $o{hello};
     }
     $self->cmd(op => 'open', id => $id, %o);
 }
