@@ -67,7 +67,6 @@ my $srv = KubeNova::GrpcServer->new(tls_cert => "$dir/srv.crt",
 ok $srv->port && $srv->tls_port && $srv->h1_port && $srv->h1s_port,
     'the grpcio server listens (h2c, TLS) next to two HTTP/1.1 servers';
 
-my $SECRET = 'kncs_t61_' . join '', map { ('a' .. 'z')[rand 26] } 1 .. 20;
 my $false = JSON::PP::false;
 my $true = JSON::PP::true;
 
@@ -256,36 +255,36 @@ is_deeply [$op->sanitizer_reports], [], 'no sanitizer report';
 
 {
     $srv->forget(sub { 1 });
+    # an identity cannot go over plain text: http:// is refused before any
+    # connection
     my $h1 = KubeNova::Operator->start(
         manager_url => 'http://127.0.0.1:' . $srv->h1_port,
-        # http:// takes no identity: the retired secret, for the refusal of
-        # an HTTP/1.1 server behind a plain-text URL
-        cluster => 't61-h1', secret => $SECRET,
+        identity => identity('t61-h1'));
+    is $h1->wait_exit(10), 2 << 8, 'an http:// Manager URL: exit 2 at once';
+    like $h1->log_text,
+        qr/an identity \(client certificate\) needs an https:\/\/ Manager URL/,
+        '... saying the identity needs https://';
+    ok !$srv->event('h1_connect', 1), '... without connecting';
+
+    my $h1s = KubeNova::Operator->start(
+        manager_url => 'https://localhost:' . $srv->h1s_port,
+        identity => identity('t61-h1s'),
         args => ['--reconnect-min', '200ms', '--reconnect-max', '1s']);
-    like $h1->wait_log(qr/stream to the Manager ended/, 10) // '',
-        qr/no HTTP\/2 response from the Manager at http:\/\/127\.0\.0\.1:\d+ .*: is it an HTTP\/2 listener\?  The gateway needs HTTP\/2 .* refuses anything else/,
-        'an HTTP/1.1 server behind http://: a clear error';
+    like $h1s->wait_log(qr/stream to the Manager ended/, 10) // '',
+        qr/the Manager at https:\/\/localhost:\d+ answered over HTTP\/1\.1: the gateway needs HTTP\/2, refusing to continue/,
+        'an https:// server that negotiates HTTP/1.1: refused, naming the version';
     my @conns = ($srv->event('h1_connect', 1));
     for (1 .. 3) {
         my $e = $srv->event('h1_connect', 5) or last;
         push @conns, $e;
     }
     is scalar(grep { defined } @conns), 4, '... retried again and again';
-    ok $h1->wait_log(qr/delay drawn from 0 to 1000 ms/, 10), '... backing off';
+    ok $h1s->wait_log(qr/delay drawn from 0 to 1000 ms/, 10), '... backing off';
     my @bounds = map { /delay drawn from 0 to (\d+) ms/ ? $1 : () }
-                 $h1->log_since(0);
+                 $h1s->log_since(0);
     is_deeply [@bounds[0 .. 3]], [200, 400, 800, 1000],
         '... more and more, up to --reconnect-max';
-    ok !$h1->grep_log(qr/connected to the Manager/), '... never connected';
-    is $h1->stop(10), 0, '... until SIGTERM';
-
-    my $h1s = KubeNova::Operator->start(
-        manager_url => 'https://localhost:' . $srv->h1s_port,
-        identity => identity('t61-h1s'));
-    like $h1s->wait_log(qr/stream to the Manager ended/, 10) // '',
-        qr/the Manager at https:\/\/localhost:\d+ answered over HTTP\/1\.1: the gateway needs HTTP\/2, refusing to continue/,
-        'an https:// server that negotiates HTTP/1.1: refused, naming the version';
-    ok $h1s->wait_log(qr/reconnecting in \d+ ms/, 2), '... and retried';
+    ok !$h1s->grep_log(qr/connected to the Manager/), '... never connected';
     is $h1s->stop(10), 0, '... until SIGTERM';
     is_deeply [map { $_->sanitizer_reports } $h1, $h1s], [],
         'no sanitizer report';

@@ -8,6 +8,7 @@ use Test::More;
 use File::Temp qw(tempdir);
 
 use KubeNova::Operator;
+use KubeNova::Pki;
 
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
@@ -22,9 +23,16 @@ sub write_file {
     return "$dir/$name";
 }
 
-my $secret = write_file('secret', "kncs_t62_secret\n");
-write_file('empty', "\n");
-write_file('two', "kncs_a kncs_b\n");
+# an identity directory per cluster name, signed by a CA of the test (the
+# Operator reads it; nothing here connects anywhere)
+my $ca = KubeNova::Pki::make_ca($dir, 't62-ca');
+my %iddir;
+for my $c (qw(t62-c t62-file t62-env t62-flag)) {
+    my $csr = KubeNova::Pki::key_and_csr($dir, $c, "CN=$c");
+    my $cert = KubeNova::Pki::sign_client($dir, $ca, $csr, $c);
+    KubeNova::Operator::identity_args({ key => $csr->{key}, cert => $cert },
+                                      $iddir{$c} = "$dir/id-$c", 1);
+}
 
 # runs the Operator to completion: (exit code, stdout and stderr)
 sub run {
@@ -44,8 +52,8 @@ sub run {
     return ($? >> 8, $out);
 }
 
-my @ok = ('--manager-url', 'http://127.0.0.1:1', '--cluster', 't62-c',
-          '--cluster-secret-file', $secret);
+my @ok = ('--manager-url', 'https://127.0.0.1:1', '--cluster', 't62-c',
+          '--identity-dir', $iddir{'t62-c'}, '--manager-ca', $ca->{cert});
 
 my @refused = (
     [[], 'the Manager URL is missing: --manager-url or KN_MANAGER_URL'],
@@ -53,13 +61,12 @@ my @refused = (
     [['--manager-url', 'http://'], 'no host'],
     [['--manager-url', 'http://m'], 'the cluster name is missing: --cluster or KN_CLUSTER'],
     [['--manager-url', 'http://m', '--cluster', 'Bad_Name'], 'not a DNS label'],
-    [['--manager-url', 'http://m', '--cluster', 'c'], 'no identity: --join-dir with --identity-dir or --identity-secret, or the retired --cluster-secret-file'],
-    [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/nope"],
-     qq{cannot read the cluster secret file "$dir/nope": No such file or directory}],
-    [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/empty"],
-     'is empty'],
-    [['--manager-url', 'http://m', '--cluster', 'c', '--cluster-secret-file', "$dir/two"],
-     'holds more than one printable word'],
+    [['--manager-url', 'https://m', '--cluster', 'c'],
+     'no identity: --identity-dir or --identity-secret (with --join-dir to register one)'],
+    [['--manager-url', 'http://m', '--cluster', 't62-c', '--identity-dir', $iddir{'t62-c'}],
+     'an identity (client certificate) needs an https:// Manager URL'],
+    [[@ok, '--cluster-secret-file', "$dir/secret"],
+     'unknown option "--cluster-secret-file"'],
     [[@ok, '--heartbeat', '10x'], '--heartbeat: "10x" is not a valid duration'],
     [[@ok, '--heartbeat', '50ms'], '--heartbeat: "50ms" is out of range (100ms to 3600000ms)'],
     [[@ok, '--max-message', '12q'], 'is not a valid size'],
@@ -116,9 +123,9 @@ like $out, qr/^kubenova-operator 0\.1\.0 \(libcurl/, '... and the version';
 
 my $conf = write_file('ok.conf', join "\n",
     '# the Operator of cluster t62-file',
-    'manager-url = http://127.0.0.1:1',
+    'manager-url = https://127.0.0.1:1',
     'cluster = t62-file',
-    "cluster-secret-file = $secret",
+    "manager-ca = $ca->{cert}",
     'heartbeat = 2s',
     '');
 
@@ -132,9 +139,11 @@ my %runs = (
 
 for my $name (sort keys %runs) {
     my ($env, $args, $cluster) = @{ $runs{$name} };
-    my $op = KubeNova::Operator->start(env => $env, args => $args);
+    # the identity of the cluster the settings name (not what is tested)
+    my $op = KubeNova::Operator->start(
+        env => $env, args => [@$args, '--identity-dir', $iddir{$cluster}]);
     my $line = $op->wait_log(qr/starting: /, 5) // '';
-    like $line, qr/cluster "$cluster", Manager http:\/\/127\.0\.0\.1:1, heartbeat \d+ ms/,
+    like $line, qr/cluster "$cluster", Manager https:\/\/127\.0\.0\.1:1, heartbeat \d+ ms/,
         "$name: cluster $cluster";
     if ($name eq 'config_flag') {
         like $line, qr/heartbeat 3000 ms/, '... a flag over the file (3s)';
@@ -142,7 +151,7 @@ for my $name (sort keys %runs) {
     elsif ($name eq 'file') {
         like $line, qr/heartbeat 2000 ms/, '... the file\'s heartbeat (2s)';
     }
-    ok $op->wait_log(qr/grpc: connecting to http:\/\/127\.0\.0\.1:1 as cluster "$cluster"/, 5),
+    ok $op->wait_log(qr/grpc: connecting to https:\/\/127\.0\.0\.1:1 as cluster "$cluster"/, 5),
         '... it starts connecting';
     is $op->stop(10), 0, '... and SIGTERM ends it with 0 (nothing to close)';
 }

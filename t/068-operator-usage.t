@@ -30,6 +30,7 @@ use Time::HiRes qw(time sleep);
 use KubeNova::Gateway qw(wait_until);
 use KubeNova::K8s;
 use KubeNova::Operator;
+use KubeNova::Pki;
 use KubeNova::Pg qw(psql require_pg);
 
 require_pg();
@@ -92,10 +93,16 @@ ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 # --- bad settings: refused with a clear message ---------------------------
 
 {
-    open my $fh, '>', "$tmp/secret" or die; print {$fh} "kncs_t68\n"; close $fh;
-    open $fh, '>', "$tmp/not-a-dir" or die; close $fh;
-    my @base = ('--manager-url', 'http://127.0.0.1:1', '--cluster', 't68-x',
-                '--cluster-secret-file', "$tmp/secret");
+    open my $fh, '>', "$tmp/not-a-dir" or die; close $fh;
+    # a valid identity of cluster t68-x: the settings checked come after
+    my $ca = KubeNova::Pki::make_ca($tmp, 't68-ca');
+    my $csr = KubeNova::Pki::key_and_csr($tmp, 't68-x', 'CN=t68-x');
+    my @base = ('--manager-url', 'https://127.0.0.1:1', '--cluster', 't68-x',
+                '--manager-ca', $ca->{cert},
+                KubeNova::Operator::identity_args(
+                    { key => $csr->{key},
+                      cert => KubeNova::Pki::sign_client($tmp, $ca, $csr, 't68-x') },
+                    "$tmp/identity", 1));
     for my $case (
         [['--usage-window', '1500ms'], 2, qr/--usage-window \(1500ms\) must be whole seconds/],
         [['--usage-window', '500ms'], 2, qr/--usage-window: "500ms" is out of range/],

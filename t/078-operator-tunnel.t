@@ -21,6 +21,7 @@
 use strict;
 use warnings;
 
+use File::Temp qw(tempdir);
 use JSON::PP;
 use MIME::Base64 qw(encode_base64 decode_base64);
 use Test::More;
@@ -30,6 +31,7 @@ use KubeNova::Gateway qw(wait_until);
 use KubeNova::GrpcServer;
 use KubeNova::K8s;
 use KubeNova::Operator;
+use KubeNova::Pki;
 
 my $k8s = KubeNova::K8s->start;
 ok $k8s->{kubeconfig} && -x $k8s->{kubectl}, 'a control plane';
@@ -37,8 +39,19 @@ ok $k8s->{kubeconfig} && -x $k8s->{kubectl}, 'a control plane';
 my $bin = eval { KubeNova::Operator::build() };
 ok $bin, 'make -C operator builds kubenova-operator' or BAIL_OUT($@);
 
-my $srv = KubeNova::GrpcServer->new;
-ok $srv->port, 'the python gRPC server plays the Manager';
+# the stand-in Manager's CA, its certificate and the Operator's identity
+my $pki = tempdir('kn-t78.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $ca = KubeNova::Pki::make_ca($pki, 't78-ca');
+my $server = KubeNova::Pki::server_cert($pki, $ca, 'srv');
+my $csr = KubeNova::Pki::key_and_csr($pki, 't78-c', 'CN=t78-c');
+my $identity = { cluster => 't78-c', key => $csr->{key}, ca => $ca->{cert},
+                 cert => KubeNova::Pki::sign_client($pki, $ca, $csr, 't78-c') };
+
+my $srv = KubeNova::GrpcServer->new(tls_cert => $server->{cert},
+                                    tls_key => $server->{key},
+                                    client_ca => $ca->{cert},
+                                    client_ca_key => $ca->{key});
+ok $srv->tls_port, 'the python gRPC server plays the Manager (mTLS)';
 
 my ($A, $B) = ('t78-a', 't78-b');
 my $LIMIT = 6;
@@ -55,8 +68,8 @@ $srv->cmd(op => 'mode', heartbeat_interval_ms => 1000,
                                    . '["storageclasses","nodes"]}' }]);
 
 my $op = KubeNova::Operator->start(
-    manager_url => 'http://127.0.0.1:' . $srv->port,
-    cluster => 't78-c', secret => 'kncs_t78_' . ('x' x 20),
+    manager_url => 'https://localhost:' . $srv->tls_port,
+    cluster => 't78-c', identity => $identity,
     args => ['--heartbeat', '1s', '--kubeconfig', $k8s->operator_kubeconfig,
              '--max-tunnel-requests', $LIMIT, '--tunnel-max-buffer', '256k']);
 

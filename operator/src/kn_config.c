@@ -49,15 +49,10 @@ typedef struct {
 static const kn_config_option_t  kn_config_options[] = {
 
     { "manager-url", "KN_MANAGER_URL", KN_STR(manager_url),
-      "the Manager's gateway, http://host:port (h2c) or https://host:port" },
+      "the Manager's gateway, https://host:port (mTLS with the identity)" },
 
     { "cluster", "KN_CLUSTER", KN_STR(cluster),
       "this cluster's name at the Manager (a DNS label)" },
-
-    { "cluster-secret-file", "KN_CLUSTER_SECRET_FILE",
-      KN_STR(cluster_secret_file),
-      "retired (streams are bound to the identity's certificate): the "
-      "cluster's secret, for an h2c gateway that still takes one" },
 
     { "manager-ca", "KN_MANAGER_CA", KN_STR(manager_ca),
       "CA certificates (PEM) to verify an https:// Manager with" },
@@ -65,7 +60,7 @@ static const kn_config_option_t  kn_config_options[] = {
     { "join-dir", "KN_JOIN_DIR", KN_STR(join_dir),
       "the kubenova-join Secret's files (cluster, join-token, "
       "register-url, gateway-url, ca.crt); replaces --cluster, "
-      "--manager-url, --manager-ca and --cluster-secret-file" },
+      "--manager-url and --manager-ca" },
 
     { "identity-dir", "KN_IDENTITY_DIR", KN_STR(identity_dir),
       "directory keeping the Operator's key and certificate (tls.key, "
@@ -729,8 +724,8 @@ kn_config_validate(kn_config_t *cfg, char *err, size_t err_size)
 
 /*
  * How the Operator proves who it is: a client certificate (an identity,
- * registered with the join directory's token when there is none yet), or
- * the retired cluster secret while the Manager still takes it.
+ * registered with the join directory's token when there is none yet), the
+ * only credential the Manager's gateway takes.
  */
 
 static kn_rc
@@ -772,14 +767,9 @@ kn_config_identity(kn_config_t *cfg, char *err, size_t err_size)
         return KN_ERROR;
     }
 
-    if (cfg->cluster_secret_file[0] == '\0') {
-        kn_config_error(err, err_size, "no identity: --join-dir with "
-                        "--identity-dir or --identity-secret, or the "
-                        "retired --cluster-secret-file");
-        return KN_ERROR;
-    }
-
-    return kn_config_read_secret(cfg, err, err_size);
+    kn_config_error(err, err_size, "no identity: --identity-dir or "
+                    "--identity-secret (with --join-dir to register one)");
+    return KN_ERROR;
 }
 
 
@@ -820,71 +810,6 @@ kn_config_url(const char *name, char *url, char *err, size_t err_size)
     while (len && url[len - 1] == '/') {
         url[--len] = '\0';
     }
-
-    return KN_OK;
-}
-
-
-/*
- * The whole file, trimmed; printable ASCII only (it goes in the hello).
- * cfg->cluster_secret changes only when the file is good.
- */
-
-kn_rc
-kn_config_read_secret(kn_config_t *cfg, char *err, size_t err_size)
-{
-    int      c;
-    FILE    *f;
-    char     buf[KN_CONFIG_SECRET_MAX], *p;
-    size_t   n, i;
-
-    f = fopen(cfg->cluster_secret_file, "r");
-    if (f == NULL) {
-        kn_config_error(err, err_size, "cannot read the cluster secret file "
-                        "\"%s\": %s", cfg->cluster_secret_file,
-                        strerror(errno));
-        return KN_ERROR;
-    }
-
-    n = fread(buf, 1, sizeof(buf), f);
-    c = ferror(f);
-    fclose(f);
-
-    if (c) {
-        kn_config_error(err, err_size, "cannot read the cluster secret file "
-                        "\"%s\"", cfg->cluster_secret_file);
-        return KN_ERROR;
-    }
-
-    if (n == sizeof(buf)) {
-        kn_config_error(err, err_size, "the cluster secret file \"%s\" is "
-                        "larger than %zu bytes", cfg->cluster_secret_file,
-                        sizeof(buf) - 1);
-        return KN_ERROR;
-    }
-
-    buf[n] = '\0';
-    p = kn_config_trim(buf);
-
-    if (*p == '\0') {
-        kn_config_error(err, err_size, "the cluster secret file \"%s\" is "
-                        "empty", cfg->cluster_secret_file);
-        return KN_ERROR;
-    }
-
-    for (i = 0; p[i]; i++) {
-        c = (unsigned char) p[i];
-
-        if (c <= ' ' || c >= 0x7f) {
-            kn_config_error(err, err_size, "the cluster secret file \"%s\" "
-                            "holds more than one printable word",
-                            cfg->cluster_secret_file);
-            return KN_ERROR;
-        }
-    }
-
-    memcpy(cfg->cluster_secret, p, strlen(p) + 1);
-    explicit_bzero(buf, sizeof(buf));
 
     return KN_OK;
 }

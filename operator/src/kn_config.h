@@ -4,8 +4,8 @@
  * and command-line flags.  Every setting has the same name in all three:
  * flag --manager-url, file line "manager-url = ...", variable
  * KN_MANAGER_URL.  kn_config_load() validates everything it can without
- * the network and reads the cluster secret; the Kubernetes settings are
- * only paths here, kn_kube.c reads them.
+ * the network; the Kubernetes settings are only paths here, kn_kube.c
+ * reads them.
  */
 
 #ifndef KN_CONFIG_H
@@ -20,7 +20,6 @@
 
 #define KN_CONFIG_URL_MAX     1024
 #define KN_CONFIG_NAME_MAX    64          /* a DNS label and its NUL */
-#define KN_CONFIG_SECRET_MAX  512
 #define KN_CONFIG_HOST_MAX    256
 #define KN_CONFIG_BUNDLES_DIR "/usr/share/kubenova/bundles"  /* make install */
 
@@ -35,8 +34,6 @@ typedef enum {
 typedef struct {
     char            manager_url[KN_CONFIG_URL_MAX];
     char            cluster[KN_CONFIG_NAME_MAX];
-    char            cluster_secret_file[PATH_MAX];
-    char            cluster_secret[KN_CONFIG_SECRET_MAX];
     char            manager_ca[PATH_MAX];
 
     /* registration and the mTLS identity (kn_join, kn_register) */
@@ -88,12 +85,5 @@ kn_rc kn_config_load(kn_config_t *cfg, int argc, char **argv, char *err,
     size_t err_size);
 
 void kn_config_usage(const char *program);
-
-/*
- * (Re-)reads cfg->cluster_secret_file into cfg->cluster_secret, which
- * keeps its value when the file is missing or invalid (then err says why).
- */
-kn_rc kn_config_read_secret(kn_config_t *cfg, char *err, size_t err_size);
-
 
 #endif /* KN_CONFIG_H */

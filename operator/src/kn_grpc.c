@@ -531,8 +531,6 @@ kn_grpc_queue_hello(kn_grpc_t *g)
     }
 
     h.cluster = (char *) g->conf.cluster;
-    h.cluster_secret = (char *) (g->handlers->secret
-                                 ? g->handlers->secret(g->data) : "");
     h.operator_version = (char *) g->conf.operator_version;
     h.kubernetes_version = g->kubernetes_version;
     h.n_applied = hello.n;

@@ -53,9 +53,6 @@ typedef struct kn_grpc_hello_s  kn_grpc_hello_t;
 
 
 typedef struct {
-    /* the cluster secret for the hello about to be sent (NUL-terminated) */
-    const char *(*secret)(void *data);
-
     /* fill the applied list of the hello about to be sent */
     kn_rc  (*applied)(void *data, kn_grpc_hello_t *hello);
 

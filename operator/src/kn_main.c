@@ -53,15 +53,14 @@ typedef struct {
     kn_grpc_t     *grpc;
     kn_spool_t    *spool;           /* NULL: no --usage-spool-dir */
     kn_usage_t    *usage;
-    kn_register_t *reg;             /* NULL: the retired cluster secret */
+    kn_register_t *reg;             /* the identity, kn_main_register() */
     unsigned       stopping:1;
     unsigned       prepared:1;      /* Kubernetes is ready (or absent) */
-    unsigned       identified:1;    /* the identity is ready (or none) */
+    unsigned       identified:1;    /* the identity is ready */
     unsigned       connecting:1;    /* the stream was started */
 } kn_ctx_t;
 
 
-static const char *kn_main_secret(void *data);
 static kn_rc kn_main_applied(void *data, kn_grpc_hello_t *hello);
 static kn_rc kn_main_hello_add(void *ctx, const char *kind, const char *name,
     int64_t generation);
@@ -104,7 +103,6 @@ static void kn_main_connect(kn_ctx_t *ctx);
 
 
 static const kn_grpc_handlers_t  kn_main_grpc_handlers = {
-    kn_main_secret,
     kn_main_applied,
     kn_main_welcome,
     kn_main_update,
@@ -533,11 +531,6 @@ kn_main_register(kn_ctx_t *ctx)
     kn_config_t         *cfg = &ctx->config;
     kn_register_conf_t   rc;
 
-    if (cfg->identity_dir[0] == '\0' && cfg->identity_secret[0] == '\0') {
-        ctx->identified = 1;
-        return KN_OK;
-    }
-
     memset(&rc, 0, sizeof(rc));
     rc.cluster = cfg->cluster;
 
@@ -650,28 +643,6 @@ kn_main_status_ack(void *data, const char *tenant, const char *app,
 
 
 /* the Manager stream */
-
-
-/* read again for every hello: a rotated secret needs no restart */
-
-static const char *
-kn_main_secret(void *data)
-{
-    kn_ctx_t  *ctx = data;
-    char       err[KN_MAIN_ERROR_MAX];
-
-    /* retired: the stream is bound to the client certificate */
-    if (ctx->config.cluster_secret_file[0] == '\0') {
-        return "";
-    }
-
-    if (kn_config_read_secret(&ctx->config, err, sizeof(err)) != KN_OK) {
-        kn_log(&ctx->log, KN_LOG_WARN, "%s; the hello presents the secret "
-               "read before", err);
-    }
-
-    return ctx->config.cluster_secret;
-}
 
 
 static kn_rc

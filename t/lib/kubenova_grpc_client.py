@@ -16,7 +16,7 @@ connection, of its own):
      "heartbeat_every": 1.0, "auto_ack": false, "paused": false,
      "quiet": false, "tls": {"ca": FILE, "key": FILE, "cert": FILE}}
         opens Connect; sends an OperatorMessage{hello} first when "hello"
-        is given (proto3 JSON names: cluster, cluster_secret, applied, ...);
+        is given (proto3 JSON names: cluster, applied, ...);
         "tls": a TLS channel verifying the server with "ca", presenting the
         client key and certificate when given (mTLS);
         "paused": do not read its messages until "resume"; "quiet": report

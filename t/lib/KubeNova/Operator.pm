@@ -6,11 +6,9 @@ package KubeNova::Operator;
 #   my $bin = KubeNova::Operator::build();   # make -C operator, once per
 #                                            # test file; dies on failure
 #   my $op = KubeNova::Operator->start(
-#       manager_url => 'http://127.0.0.1:PORT', cluster => 'c',
-#       secret => $secret,                   # written to a file for it
-#                                            # (retired), or
-#       identity => $gw->create_cluster('c'),   # a Gateway with tls => 1:
-#                                            # an identity registered through
+#       manager_url => 'https://localhost:PORT', cluster => 'c',
+#       identity => $gw->create_cluster('c'),   # a KubeNova::Gateway's
+#                                            # identity registered through
 #                                            # the API, written to an
 #                                            # --identity-dir; manager_url
 #                                            # 'https://localhost:PORT'
@@ -77,12 +75,6 @@ sub start {
     push @args, '--cluster', $o{cluster} if defined $o{cluster};
     push @args, identity_args($o{identity}, "$dir/identity",
                               defined $o{cluster}) if $o{identity};
-    if (defined $o{secret}) {
-        open my $fh, '>', "$dir/secret" or croak "secret: $!";
-        print {$fh} "$o{secret}\n";
-        close $fh;
-        push @args, '--cluster-secret-file', "$dir/secret";
-    }
     push @args, @{ $o{args} || [] };
     # the component bundles of the checkout (make install puts them in
     # the default directory)
