@@ -1,6 +1,6 @@
 -- Tenants: /api/v1/tenants.  Admins see and write all of them; a tenant's
 -- members see their own (anything else: 404); its owners may PATCH only
--- suspended, labels and ingress_hostnames.  Every change re-syncs the
+-- suspended, labels and ingress_hostnames (not cluster_resources).  Every change re-syncs the
 -- tenant's desired state; a tenant placed on clusters is deleted through
 -- tombstones (202, status "deleting"), one placed nowhere at once (204).
 -- "sync" (read-only) says where the tenant stands on each of its clusters.
@@ -20,6 +20,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'placement', t.placement,
         'suspended', t.suspended,
         'ingress_hostnames', to_jsonb(t.ingress_hostnames),
+        'cluster_resources', to_jsonb(t.cluster_resources),
         'status', t.status,
         'sync', api.sync_status('Tenant', t.name),
         'generation', t.generation,
@@ -137,6 +138,46 @@ BEGIN
 END
 $$;
 
+-- cluster_resources: the cluster-scoped lists the tenant may read through
+-- the kube proxy (the Operator filters the others to empty lists,
+-- docs/adr/0004).  Nodes are never shown: the Operator may not read them.
+CREATE FUNCTION api.cluster_resource_names() RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT ARRAY['storageclasses', 'ingressclasses', 'priorityclasses', 'runtimeclasses']
+$$;
+
+CREATE FUNCTION api.check_cluster_resources(v jsonb, field text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    errors  jsonb := '[]';
+    item    jsonb;
+    i       bigint;
+    f       text;
+BEGIN
+    IF NOT api.present(v) THEN
+        RETURN '[]';
+    END IF;
+    IF jsonb_typeof(v) <> 'array' THEN
+        RETURN api.field_error(field, 'must be an array of resource names');
+    END IF;
+    FOR item, i IN SELECT x, n - 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS a (x, n) LOOP
+        f := field || '[' || i || ']';
+        IF jsonb_typeof(item) <> 'string' THEN
+            errors := errors || api.field_error(f, 'must be a string');
+        ELSIF item #>> '{}' = 'nodes' THEN
+            errors := errors || api.field_error(f, 'nodes are never shown to tenants');
+        ELSIF NOT item #>> '{}' = ANY (api.cluster_resource_names()) THEN
+            errors := errors || api.field_error(f, 'must be one of '
+                                   || array_to_string(api.cluster_resource_names(), ', '));
+        ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS b (x, n)
+                      WHERE b.x = item AND b.n - 1 < i) THEN
+            errors := errors || api.field_error(f, 'duplicate');
+        END IF;
+    END LOOP;
+    RETURN errors;
+END
+$$;
+
 CREATE FUNCTION api.check_plan_ref(v jsonb, field text) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT CASE
@@ -155,7 +196,8 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     PERFORM api.fail_invalid(
         api.check_fields(body, '', ARRAY['name', 'plan', 'quota_overrides', 'labels',
-                                         'placement', 'suspended', 'ingress_hostnames'],
+                                         'placement', 'suspended', 'ingress_hostnames',
+                                         'cluster_resources'],
                          api.tenant_read_only())
         -- at most 57 characters: "<name>-owner" must still be a label
         || api.check_name(body -> 'name', path_name, 'name', 'dns_label', 57)
@@ -164,7 +206,8 @@ BEGIN
         || api.check_label_map(body -> 'labels', 'labels')
         || api.check_placement(body -> 'placement', 'placement')
         || api.check_bool(body -> 'suspended', 'suspended')
-        || api.check_hostnames(body -> 'ingress_hostnames', 'ingress_hostnames'));
+        || api.check_hostnames(body -> 'ingress_hostnames', 'ingress_hostnames')
+        || api.check_cluster_resources(body -> 'cluster_resources', 'cluster_resources'));
 
     RETURN jsonb_build_object(
         'name', coalesce(path_name, body ->> 'name'),
@@ -174,7 +217,8 @@ BEGIN
         'labels', api.json_or(body -> 'labels', '{}'),
         'placement', api.placement_value(body -> 'placement'),
         'suspended', api.bool_or(body -> 'suspended', false),
-        'ingress_hostnames', api.json_or(body -> 'ingress_hostnames', '[]'));
+        'ingress_hostnames', api.json_or(body -> 'ingress_hostnames', '[]'),
+        'cluster_resources', api.json_or(body -> 'cluster_resources', '[]'));
 END
 $$;
 
@@ -209,14 +253,16 @@ BEGIN
             placement = inp -> 'placement',
             suspended = (inp ->> 'suspended')::boolean,
             ingress_hostnames = hostnames,
+            cluster_resources = ARRAY(SELECT jsonb_array_elements_text(inp -> 'cluster_resources')),
             generation = generation + 1, updated_at = now()
         WHERE name = cur.name
         RETURNING * INTO t;
     ELSE
         INSERT INTO tenants (name, plan, quota_overrides, labels, placement,
-                             suspended, ingress_hostnames)
+                             suspended, ingress_hostnames, cluster_resources)
         VALUES (inp ->> 'name', inp ->> 'plan', inp -> 'quota_overrides', inp -> 'labels',
-                inp -> 'placement', (inp ->> 'suspended')::boolean, hostnames)
+                inp -> 'placement', (inp ->> 'suspended')::boolean, hostnames,
+                ARRAY(SELECT jsonb_array_elements_text(inp -> 'cluster_resources')))
         RETURNING * INTO t;
     END IF;
 
@@ -289,7 +335,8 @@ $$;
 
 -- Owners may change their tenant's suspended, labels and ingress_hostnames;
 -- plan, quotas and placement are the admins' (they are what is billed and
--- where it runs).
+-- where it runs), and so is cluster_resources (what of the shared cluster a
+-- tenant may see is the platform's decision).
 CREATE FUNCTION api.tenant_patch(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -313,7 +360,7 @@ BEGIN
 
     merged := api.merge_patch(api.tenant_json(cur) - api.tenant_read_only(), api.body_object(e));
     IF NOT c.is_admin THEN
-        FOREACH k IN ARRAY ARRAY['plan', 'quota_overrides', 'placement'] LOOP
+        FOREACH k IN ARRAY ARRAY['plan', 'quota_overrides', 'placement', 'cluster_resources'] LOOP
             IF merged -> k IS DISTINCT FROM api.tenant_json(cur) -> k THEN
                 PERFORM api.fail_forbidden(
                     'owners may change only suspended, labels and ingress_hostnames');
