@@ -64,9 +64,6 @@ CREATE FUNCTION api.check_placement(v jsonb, field text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     errors  jsonb;
-    item    jsonb;
-    i       bigint;
-    f       text;
 BEGIN
     IF NOT api.present(v) THEN
         RETURN '[]';
@@ -76,26 +73,8 @@ BEGIN
     END IF;
     errors := api.check_fields(v, field, ARRAY['clusters', 'cluster_selector'])
            || api.check_label_map(v -> 'cluster_selector', field || '.cluster_selector');
-    IF NOT api.present(v -> 'clusters') THEN
-        RETURN errors;
-    END IF;
-    IF jsonb_typeof(v -> 'clusters') <> 'array' THEN
-        RETURN errors || api.field_error(field || '.clusters', 'must be an array of cluster names');
-    END IF;
-    FOR item, i IN SELECT x, n - 1 FROM jsonb_array_elements(v -> 'clusters')
-                                       WITH ORDINALITY AS a (x, n) LOOP
-        f := field || '.clusters[' || i || ']';
-        IF jsonb_typeof(item) <> 'string' THEN
-            errors := errors || api.field_error(f, 'must be a string');
-        ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v -> 'clusters')
-                               WITH ORDINALITY AS b (x, n)
-                      WHERE b.x = item AND b.n - 1 < i) THEN
-            errors := errors || api.field_error(f, 'duplicate');
-        ELSIF NOT EXISTS (SELECT 1 FROM clusters WHERE name = item #>> '{}') THEN
-            errors := errors || api.field_error(f, 'unknown cluster');
-        END IF;
-    END LOOP;
-    RETURN errors;
+    RETURN errors || api.check_string_set(v -> 'clusters', field || '.clusters',
+                                          'cluster names', 'cluster');
 END
 $$;
 
@@ -104,41 +83,44 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT CASE WHEN jsonb_typeof(v) = 'object' THEN jsonb_strip_nulls(v) ELSE '{}' END
 $$;
 
--- ingress_hostnames: DNS names, optionally "*." in front, no duplicates.
--- (Unique across tenants is checked when storing: 409, not 422.)
-CREATE FUNCTION api.check_hostnames(v jsonb, field text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+-- A set of strings given as an array: each item a string that
+-- api.string_item_problem(kind, item) finds nothing wrong with, and
+-- none twice.  what names the items ("host names").
+CREATE FUNCTION api.check_string_set(v jsonb, field text, what text, kind text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    errors  jsonb := '[]';
-    item    jsonb;
-    i       bigint;
-    h       text;
-    f       text;
+    errors   jsonb := '[]';
+    item     jsonb;
+    i        bigint;
+    problem  text;
 BEGIN
     IF NOT api.present(v) THEN
         RETURN '[]';
     END IF;
     IF jsonb_typeof(v) <> 'array' THEN
-        RETURN api.field_error(field, 'must be an array of host names');
+        RETURN api.field_error(field, 'must be an array of ' || what);
     END IF;
     FOR item, i IN SELECT x, n - 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS a (x, n) LOOP
-        f := field || '[' || i || ']';
-        h := item #>> '{}';
         IF jsonb_typeof(item) <> 'string' THEN
-            errors := errors || api.field_error(f, 'must be a string');
-        ELSIF length(h) > 253 OR h ~ '[^.]{64}' OR h !~ api.pattern('hostname') THEN
-            errors := errors || api.field_error(f, api.pattern_message('hostname')
-                                                   || ' (labels of at most 63 characters, 253 in all)');
-        ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS b (x, n)
-                      WHERE b.x = item AND b.n - 1 < i) THEN
-            errors := errors || api.field_error(f, 'duplicate');
+            problem := 'must be a string';
+        ELSE
+            problem := api.string_item_problem(kind, item #>> '{}');
+        END IF;
+        IF problem IS NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(v)
+                                                     WITH ORDINALITY AS b (x, n)
+                                       WHERE b.x = item AND b.n - 1 < i) THEN
+            problem := 'duplicate';
+        END IF;
+        IF problem IS NOT NULL THEN
+            errors := errors || api.field_error(field || '[' || i || ']', problem);
         END IF;
     END LOOP;
     RETURN errors;
 END
 $$;
 
--- cluster_resources: the cluster-scoped lists the tenant may read through
+-- cluster_resources: the cluster-scoped lists a tenant may read through
 -- the kube proxy (the Operator filters the others to empty lists,
 -- docs/adr/0004).  Nodes are never shown: the Operator may not read them.
 CREATE FUNCTION api.cluster_resource_names() RETURNS text[]
@@ -146,36 +128,27 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT ARRAY['storageclasses', 'ingressclasses', 'priorityclasses', 'runtimeclasses']
 $$;
 
-CREATE FUNCTION api.check_cluster_resources(v jsonb, field text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
-DECLARE
-    errors  jsonb := '[]';
-    item    jsonb;
-    i       bigint;
-    f       text;
-BEGIN
-    IF NOT api.present(v) THEN
-        RETURN '[]';
-    END IF;
-    IF jsonb_typeof(v) <> 'array' THEN
-        RETURN api.field_error(field, 'must be an array of resource names');
-    END IF;
-    FOR item, i IN SELECT x, n - 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS a (x, n) LOOP
-        f := field || '[' || i || ']';
-        IF jsonb_typeof(item) <> 'string' THEN
-            errors := errors || api.field_error(f, 'must be a string');
-        ELSIF item #>> '{}' = 'nodes' THEN
-            errors := errors || api.field_error(f, 'nodes are never shown to tenants');
-        ELSIF NOT item #>> '{}' = ANY (api.cluster_resource_names()) THEN
-            errors := errors || api.field_error(f, 'must be one of '
-                                   || array_to_string(api.cluster_resource_names(), ', '));
-        ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS b (x, n)
-                      WHERE b.x = item AND b.n - 1 < i) THEN
-            errors := errors || api.field_error(f, 'duplicate');
-        END IF;
-    END LOOP;
-    RETURN errors;
-END
+-- What is wrong with one item of a set of strings of a kind, or null:
+--   hostname          a DNS name, optionally "*." in front (unique across
+--                     tenants is checked when storing: 409, not 422)
+--   cluster           the name of an existing cluster
+--   cluster_resource  one of api.cluster_resource_names()
+CREATE FUNCTION api.string_item_problem(kind text, s text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT CASE kind
+        WHEN 'hostname' THEN
+            CASE WHEN length(s) > 253 OR s ~ '[^.]{64}' OR s !~ api.pattern('hostname')
+                 THEN api.pattern_message('hostname')
+                      || ' (labels of at most 63 characters, 253 in all)' END
+        WHEN 'cluster' THEN
+            CASE WHEN NOT EXISTS (SELECT 1 FROM clusters WHERE name = s)
+                 THEN 'unknown cluster' END
+        WHEN 'cluster_resource' THEN
+            CASE WHEN s = 'nodes' THEN 'nodes are never shown to tenants'
+                 WHEN NOT s = ANY (api.cluster_resource_names())
+                 THEN 'must be one of ' || array_to_string(api.cluster_resource_names(), ', ')
+            END
+    END
 $$;
 
 CREATE FUNCTION api.check_plan_ref(v jsonb, field text) RETURNS jsonb
@@ -206,8 +179,10 @@ BEGIN
         || api.check_label_map(body -> 'labels', 'labels')
         || api.check_placement(body -> 'placement', 'placement')
         || api.check_bool(body -> 'suspended', 'suspended')
-        || api.check_hostnames(body -> 'ingress_hostnames', 'ingress_hostnames')
-        || api.check_cluster_resources(body -> 'cluster_resources', 'cluster_resources'));
+        || api.check_string_set(body -> 'ingress_hostnames', 'ingress_hostnames',
+                                'host names', 'hostname')
+        || api.check_string_set(body -> 'cluster_resources', 'cluster_resources',
+                                'resource names', 'cluster_resource'));
 
     RETURN jsonb_build_object(
         'name', coalesce(path_name, body ->> 'name'),
