@@ -389,6 +389,49 @@ subtest 'tenants: placement by name and by label selector' => sub {
     is $r->{status}, 204, 'a tenant with only tombstones is deleted at once';
 };
 
+subtest 'tenants: cluster_resources reach the cluster in the spec' => sub {
+    is $api->post('clusters', body => { name => 't30-cr' })->{status}, 201, 'cluster t30-cr';
+    my $spec_sql = "SELECT spec->'cluster_resources' FROM desired_state "
+                 . "WHERE tenant = 't30-cr' AND NOT deleted";
+
+    my $r = $api->post('tenants', body => {
+        name => 't30-cr', placement => { clusters => ['t30-cr'] } });
+    is $r->{status}, 201, 'POST without cluster_resources: 201';
+    is_deeply $r->{json}{cluster_resources}, [], '... none: the lists stay empty';
+    is psql($spec_sql), '[]', '... and the spec says so';
+    my $gen = ds('t30-cr')->{'t30-cr Tenant t30-cr'}{generation};
+
+    $r = $api->patch('tenants/t30-cr',
+                     body => { cluster_resources => ['storageclasses', 'runtimeclasses'] });
+    is $r->{status}, 200, 'PATCH cluster_resources: 200';
+    is_deeply $r->{json}{cluster_resources}, ['storageclasses', 'runtimeclasses'],
+        '... returned in the order given';
+    is_deeply $api->get('tenants/t30-cr')->{json}{cluster_resources},
+        ['storageclasses', 'runtimeclasses'], '... and stored';
+    is psql($spec_sql), '["storageclasses", "runtimeclasses"]',
+        '... in the spec sent to the Operator';
+    my $gen2 = ds('t30-cr')->{'t30-cr Tenant t30-cr'}{generation};
+    cmp_ok $gen2, '>', $gen, '... under a new generation, so it reaches the cluster';
+
+    $r = $api->patch('tenants/t30-cr',
+                     body => { cluster_resources => ['storageclasses', 'runtimeclasses'] });
+    is $r->{json}{generation}, 2, 'the same again: the same tenant generation';
+    is ds('t30-cr')->{'t30-cr Tenant t30-cr'}{generation}, $gen2, '... and spec generation';
+
+    $r = $api->post('tenants', body => {
+        name => 't30-cr2', cluster_resources => [qw(ingressclasses priorityclasses)] });
+    is $r->{status}, 201, 'POST with cluster_resources: 201';
+    is_deeply $r->{json}{cluster_resources}, [qw(ingressclasses priorityclasses)],
+        '... returned';
+
+    $r = $api->put('tenants/t30-cr', body => { placement => { clusters => ['t30-cr'] } });
+    is $r->{status}, 200, 'PUT without cluster_resources';
+    is_deeply $r->{json}{cluster_resources}, [], '... empties them';
+    is psql($spec_sql), '[]', '... in the spec too';
+
+    is $api->del('tenants/t30-cr2')->{status}, 204, 'cleanup t30-cr2';
+};
+
 subtest 'tenant users' => sub {
     is $api->post('tenants', body => { name => 't30-users' })->{status}, 201,
         'tenant';

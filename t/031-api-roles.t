@@ -354,7 +354,7 @@ subtest '404 for another tenant\'s objects tells nothing' => sub {
 
 subtest 'owners may change only suspended, labels and ingress_hostnames' => sub {
     for my $f ([plan => 'medium'], [quota_overrides => { pods => 99 }],
-               [placement => undef]) {
+               [placement => undef], [cluster_resources => ['storageclasses']]) {
         my $r = $api->patch('tenants/t31-a', token => $token{owner},
                             body => { $f->[0] => $f->[1] });
         is summary($r), '403 forbidden', "owner PATCH $f->[0]: 403";

@@ -791,3 +791,33 @@ metadata.name: must be a string
 --- no_error_log
 [alert]
 [emerg]
+
+
+
+=== TEST 27: tenants: cluster_resources names only what a tenant may be shown, once each
+--- request eval
+["POST /api/v1/tenants\n" . '{"name": "t32-cr", "cluster_resources": "storageclasses"}',
+ "PATCH /api/v1/tenants/t32-a\n" . '{"cluster_resources": ["nodes", "storageclasses", 3,
+  "secrets", "storageclasses", "StorageClasses"]}',
+ "PUT /api/v1/tenants/t32-a\n" . '{"cluster_resources": {"storageclasses": true}}']
+--- more_headers eval
+[(main::headers('application/json')) x 3]
+--- error_code eval
+[422, 422, 422]
+--- response_body eval
+["422 invalid_field
+cluster_resources: must be an array of resource names
+",
+"422 invalid_field
+cluster_resources[0]: nodes are never shown to tenants
+cluster_resources[2]: must be a string
+cluster_resources[3]: must be one of storageclasses, ingressclasses, priorityclasses, runtimeclasses
+cluster_resources[4]: duplicate
+cluster_resources[5]: must be one of storageclasses, ingressclasses, priorityclasses, runtimeclasses
+",
+"422 invalid_field
+cluster_resources: must be an array of resource names
+"]
+--- no_error_log
+[alert]
+[emerg]

@@ -15,6 +15,9 @@
 #   - readonly: reads pass, writes are Forbidden;
 #   - a watch goes on while other requests flow on the same stream;
 #   - kubectl exec (a connection upgrade) is refused, saying so;
+#   - cluster-scoped lists: no StorageClass until an admin names
+#     storageclasses in the tenant's cluster_resources (the new tenant spec
+#     reaches the cluster), another tenant still none, nodes never;
 #   - the Operator gone: a clear 503 at once, no hang.
 use strict;
 use warnings;
@@ -96,10 +99,11 @@ for my $t ($A, $B) {
 # --- the proxy kubeconfigs ---------------------------------------------------
 
 sub proxy_kubeconfig {
-    my ($who, $role) = @_;
+    my ($who, $role, $tenant) = @_;
+    $tenant //= $A;
     my $r = KubeNova::Nginx::http_request(
         port => $gw->ngx->port,
-        path => "/api/v1/tenants/$A/kubeconfig?cluster=$C&role=$role",
+        path => "/api/v1/tenants/$tenant/kubeconfig?cluster=$C&role=$role",
         headers => {Authorization => "Bearer $token{$who}"});
     is $r->{status}, 200, "$who gets a $role proxy kubeconfig";
     my $file = "$dir/$who-$role.kubeconfig";
@@ -274,6 +278,52 @@ like $out, qr{configmap/c2}, '... sees the tenant\'s configmaps';
 isnt $rc, 0, 'reader: create refused';
 like $out, qr/[Ff]orbidden/, '... Forbidden';
 ok !$k8s->kubectl_json('get', 'cm', 'r1', '-n', "$A-apps"), '... nothing made';
+
+# --- cluster-scoped lists: what the admin lets each tenant see ---------------
+
+$token{b_owner} = user_token($B, 't77-b-owner', 'owner');
+my $kc_b = proxy_kubeconfig(b_owner => 'owner', $B);
+
+ok $k8s->apply({ apiVersion => 'storage.k8s.io/v1', kind => 'StorageClass',
+                 metadata => { name => 't77-fast' },
+                 provisioner => 'kubernetes.io/no-provisioner' }),
+    '(a StorageClass made by the cluster admin)';
+like admin_names('get', 'storageclasses'), qr{storageclass\S*/t77-fast},
+    '... the admin sees it';
+
+for ([owner => $kc_owner], [$B => $kc_b]) {
+    ($out, $rc) = kc($_->[1], 'get', 'storageclasses', '-o', 'name');
+    is $rc, 0, "$_->[0]: kubectl get storageclasses" or diag $out;
+    unlike $out, qr{storageclass}, '... none by default';
+}
+
+my $gen = $gw->desired_generation($C, 'Tenant', $A);
+my $r = $gw->api(PATCH => "tenants/$A",
+                 { cluster_resources => ['storageclasses'] });
+is_deeply [$r->{status}, $r->{json}{cluster_resources}], [200, ['storageclasses']],
+    "the admin lets $A see storageclasses";
+cmp_ok $gw->desired_generation($C, 'Tenant', $A), '>', $gen,
+    '... a new generation of its spec';
+
+ok wait_until(sub {
+        scalar(kc($kc_owner, 'get', 'storageclasses', '-o', 'name'))
+            =~ m{storageclass\S*/t77-fast} }, 90),
+    "once the Operator applied it, ${A}'s kubectl get storageclasses lists the cluster's"
+    or diag scalar(kc($kc_owner, 'get', 'storageclasses')), $op->log_text;
+is names(scalar kc($kc_owner, 'get', 'storageclasses', '-o', 'name')),
+    admin_names('get', 'storageclasses'), '... all of them, as the admin sees them';
+($out, $rc) = kc($kc_owner, 'get', 'storageclass', 't77-fast', '-o', 'json');
+is $rc, 0, '... and gets one' or diag $out;
+($out, $rc) = kc($kc_owner, 'delete', 'storageclass', 't77-fast');
+isnt $rc, 0, '... but may not delete it';
+ok $k8s->kubectl_json('get', 'storageclass', 't77-fast'), '... it is still there';
+
+($out, $rc) = kc($kc_b, 'get', 'storageclasses', '-o', 'name');
+is $rc, 0, "$B: kubectl get storageclasses" or diag $out;
+unlike $out, qr{storageclass}, '... still none: that was not its setting';
+
+($out, $rc) = kc($kc_owner, 'get', 'nodes', '-o', 'name');
+unlike $out, qr{node/}, "$A sees no node (never listable)";
 
 # --- both workers served, the other relaying to the stream's owner -----------
 

@@ -744,7 +744,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
                               'quota', api.effective_quota(t),
                               'labels', t.labels,
                               'suspended', t.suspended,
-                              'ingress_hostnames', to_jsonb(t.ingress_hostnames))
+                              'ingress_hostnames', to_jsonb(t.ingress_hostnames),
+                              'cluster_resources', to_jsonb(t.cluster_resources))
 $$;
 
 -- The live rows a tenant should have: on every cluster it is placed on, the

@@ -1,6 +1,6 @@
 -- Tenants: /api/v1/tenants.  Admins see and write all of them; a tenant's
 -- members see their own (anything else: 404); its owners may PATCH only
--- suspended, labels and ingress_hostnames.  Every change re-syncs the
+-- suspended, labels and ingress_hostnames (not cluster_resources).  Every change re-syncs the
 -- tenant's desired state; a tenant placed on clusters is deleted through
 -- tombstones (202, status "deleting"), one placed nowhere at once (204).
 -- "sync" (read-only) says where the tenant stands on each of its clusters.
@@ -20,6 +20,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
         'placement', t.placement,
         'suspended', t.suspended,
         'ingress_hostnames', to_jsonb(t.ingress_hostnames),
+        'cluster_resources', to_jsonb(t.cluster_resources),
         'status', t.status,
         'sync', api.sync_status('Tenant', t.name),
         'generation', t.generation,
@@ -63,9 +64,6 @@ CREATE FUNCTION api.check_placement(v jsonb, field text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     errors  jsonb;
-    item    jsonb;
-    i       bigint;
-    f       text;
 BEGIN
     IF NOT api.present(v) THEN
         RETURN '[]';
@@ -75,26 +73,8 @@ BEGIN
     END IF;
     errors := api.check_fields(v, field, ARRAY['clusters', 'cluster_selector'])
            || api.check_label_map(v -> 'cluster_selector', field || '.cluster_selector');
-    IF NOT api.present(v -> 'clusters') THEN
-        RETURN errors;
-    END IF;
-    IF jsonb_typeof(v -> 'clusters') <> 'array' THEN
-        RETURN errors || api.field_error(field || '.clusters', 'must be an array of cluster names');
-    END IF;
-    FOR item, i IN SELECT x, n - 1 FROM jsonb_array_elements(v -> 'clusters')
-                                       WITH ORDINALITY AS a (x, n) LOOP
-        f := field || '.clusters[' || i || ']';
-        IF jsonb_typeof(item) <> 'string' THEN
-            errors := errors || api.field_error(f, 'must be a string');
-        ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v -> 'clusters')
-                               WITH ORDINALITY AS b (x, n)
-                      WHERE b.x = item AND b.n - 1 < i) THEN
-            errors := errors || api.field_error(f, 'duplicate');
-        ELSIF NOT EXISTS (SELECT 1 FROM clusters WHERE name = item #>> '{}') THEN
-            errors := errors || api.field_error(f, 'unknown cluster');
-        END IF;
-    END LOOP;
-    RETURN errors;
+    RETURN errors || api.check_string_set(v -> 'clusters', field || '.clusters',
+                                          'cluster names', 'cluster');
 END
 $$;
 
@@ -103,38 +83,72 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT CASE WHEN jsonb_typeof(v) = 'object' THEN jsonb_strip_nulls(v) ELSE '{}' END
 $$;
 
--- ingress_hostnames: DNS names, optionally "*." in front, no duplicates.
--- (Unique across tenants is checked when storing: 409, not 422.)
-CREATE FUNCTION api.check_hostnames(v jsonb, field text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+-- A set of strings given as an array: each item a string that
+-- api.string_item_problem(kind, item) finds nothing wrong with, and
+-- none twice.  what names the items ("host names").
+CREATE FUNCTION api.check_string_set(v jsonb, field text, what text, kind text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    errors  jsonb := '[]';
-    item    jsonb;
-    i       bigint;
-    h       text;
-    f       text;
+    errors   jsonb := '[]';
+    item     jsonb;
+    i        bigint;
+    problem  text;
 BEGIN
     IF NOT api.present(v) THEN
         RETURN '[]';
     END IF;
     IF jsonb_typeof(v) <> 'array' THEN
-        RETURN api.field_error(field, 'must be an array of host names');
+        RETURN api.field_error(field, 'must be an array of ' || what);
     END IF;
     FOR item, i IN SELECT x, n - 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS a (x, n) LOOP
-        f := field || '[' || i || ']';
-        h := item #>> '{}';
         IF jsonb_typeof(item) <> 'string' THEN
-            errors := errors || api.field_error(f, 'must be a string');
-        ELSIF length(h) > 253 OR h ~ '[^.]{64}' OR h !~ api.pattern('hostname') THEN
-            errors := errors || api.field_error(f, api.pattern_message('hostname')
-                                                   || ' (labels of at most 63 characters, 253 in all)');
-        ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS b (x, n)
-                      WHERE b.x = item AND b.n - 1 < i) THEN
-            errors := errors || api.field_error(f, 'duplicate');
+            problem := 'must be a string';
+        ELSE
+            problem := api.string_item_problem(kind, item #>> '{}');
+        END IF;
+        IF problem IS NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(v)
+                                                     WITH ORDINALITY AS b (x, n)
+                                       WHERE b.x = item AND b.n - 1 < i) THEN
+            problem := 'duplicate';
+        END IF;
+        IF problem IS NOT NULL THEN
+            errors := errors || api.field_error(field || '[' || i || ']', problem);
         END IF;
     END LOOP;
     RETURN errors;
 END
+$$;
+
+-- cluster_resources: the cluster-scoped lists a tenant may read through
+-- the kube proxy (the Operator filters the others to empty lists,
+-- docs/adr/0004).  Nodes are never shown: the Operator may not read them.
+CREATE FUNCTION api.cluster_resource_names() RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT ARRAY['storageclasses', 'ingressclasses', 'priorityclasses', 'runtimeclasses']
+$$;
+
+-- What is wrong with one item of a set of strings of a kind, or null:
+--   hostname          a DNS name, optionally "*." in front (unique across
+--                     tenants is checked when storing: 409, not 422)
+--   cluster           the name of an existing cluster
+--   cluster_resource  one of api.cluster_resource_names()
+CREATE FUNCTION api.string_item_problem(kind text, s text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT CASE kind
+        WHEN 'hostname' THEN
+            CASE WHEN length(s) > 253 OR s ~ '[^.]{64}' OR s !~ api.pattern('hostname')
+                 THEN api.pattern_message('hostname')
+                      || ' (labels of at most 63 characters, 253 in all)' END
+        WHEN 'cluster' THEN
+            CASE WHEN NOT EXISTS (SELECT 1 FROM clusters WHERE name = s)
+                 THEN 'unknown cluster' END
+        WHEN 'cluster_resource' THEN
+            CASE WHEN s = 'nodes' THEN 'nodes are never shown to tenants'
+                 WHEN NOT s = ANY (api.cluster_resource_names())
+                 THEN 'must be one of ' || array_to_string(api.cluster_resource_names(), ', ')
+            END
+    END
 $$;
 
 CREATE FUNCTION api.check_plan_ref(v jsonb, field text) RETURNS jsonb
@@ -155,7 +169,8 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     PERFORM api.fail_invalid(
         api.check_fields(body, '', ARRAY['name', 'plan', 'quota_overrides', 'labels',
-                                         'placement', 'suspended', 'ingress_hostnames'],
+                                         'placement', 'suspended', 'ingress_hostnames',
+                                         'cluster_resources'],
                          api.tenant_read_only())
         -- at most 57 characters: "<name>-owner" must still be a label
         || api.check_name(body -> 'name', path_name, 'name', 'dns_label', 57)
@@ -164,7 +179,10 @@ BEGIN
         || api.check_label_map(body -> 'labels', 'labels')
         || api.check_placement(body -> 'placement', 'placement')
         || api.check_bool(body -> 'suspended', 'suspended')
-        || api.check_hostnames(body -> 'ingress_hostnames', 'ingress_hostnames'));
+        || api.check_string_set(body -> 'ingress_hostnames', 'ingress_hostnames',
+                                'host names', 'hostname')
+        || api.check_string_set(body -> 'cluster_resources', 'cluster_resources',
+                                'resource names', 'cluster_resource'));
 
     RETURN jsonb_build_object(
         'name', coalesce(path_name, body ->> 'name'),
@@ -174,7 +192,8 @@ BEGIN
         'labels', api.json_or(body -> 'labels', '{}'),
         'placement', api.placement_value(body -> 'placement'),
         'suspended', api.bool_or(body -> 'suspended', false),
-        'ingress_hostnames', api.json_or(body -> 'ingress_hostnames', '[]'));
+        'ingress_hostnames', api.json_or(body -> 'ingress_hostnames', '[]'),
+        'cluster_resources', api.json_or(body -> 'cluster_resources', '[]'));
 END
 $$;
 
@@ -209,14 +228,16 @@ BEGIN
             placement = inp -> 'placement',
             suspended = (inp ->> 'suspended')::boolean,
             ingress_hostnames = hostnames,
+            cluster_resources = ARRAY(SELECT jsonb_array_elements_text(inp -> 'cluster_resources')),
             generation = generation + 1, updated_at = now()
         WHERE name = cur.name
         RETURNING * INTO t;
     ELSE
         INSERT INTO tenants (name, plan, quota_overrides, labels, placement,
-                             suspended, ingress_hostnames)
+                             suspended, ingress_hostnames, cluster_resources)
         VALUES (inp ->> 'name', inp ->> 'plan', inp -> 'quota_overrides', inp -> 'labels',
-                inp -> 'placement', (inp ->> 'suspended')::boolean, hostnames)
+                inp -> 'placement', (inp ->> 'suspended')::boolean, hostnames,
+                ARRAY(SELECT jsonb_array_elements_text(inp -> 'cluster_resources')))
         RETURNING * INTO t;
     END IF;
 
@@ -289,7 +310,8 @@ $$;
 
 -- Owners may change their tenant's suspended, labels and ingress_hostnames;
 -- plan, quotas and placement are the admins' (they are what is billed and
--- where it runs).
+-- where it runs), and so is cluster_resources (what of the shared cluster a
+-- tenant may see is the platform's decision).
 CREATE FUNCTION api.tenant_patch(c api.caller, e jsonb) RETURNS api.result
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -313,7 +335,7 @@ BEGIN
 
     merged := api.merge_patch(api.tenant_json(cur) - api.tenant_read_only(), api.body_object(e));
     IF NOT c.is_admin THEN
-        FOREACH k IN ARRAY ARRAY['plan', 'quota_overrides', 'placement'] LOOP
+        FOREACH k IN ARRAY ARRAY['plan', 'quota_overrides', 'placement', 'cluster_resources'] LOOP
             IF merged -> k IS DISTINCT FROM api.tenant_json(cur) -> k THEN
                 PERFORM api.fail_forbidden(
                     'owners may change only suspended, labels and ingress_hostnames');
