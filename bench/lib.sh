@@ -120,6 +120,8 @@ admin() {
 # server certificate (localhost) in $pki, and the gateway on PORT (TLS,
 # HTTP/2, client certificates of that CA) in bench_http_conf, with
 # DIRECTIVES in its location, as t/lib/KubeNova/Gateway.pm configures it
+# (registration needs both URLs; the public one only goes in answers the
+# benches do not use, and the API's port is not chosen yet)
 bench_gateway() {
     pki=$(mktemp -d /tmp/kubenova-bench-pki.XXXXXX)
     openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
