@@ -8,6 +8,11 @@
 # bench_events_conf (default "worker_connections 4096;"), bench_http_conf
 # (more of the http block, e.g. another server) and bench_pg_params (more
 # kubenova_postgres parameters, e.g. "queue_timeout=60s").
+#
+# The Operator gateway speaks mTLS only: a script that needs it calls
+# bench_gateway PORT before bench_setup (a test CA in $pki, the gateway's
+# server block in bench_http_conf), then bench_identities to issue the
+# clusters' client certificates.
 
 set -euo pipefail
 
@@ -23,6 +28,7 @@ free_port() {
 }
 
 bench_cleanup() {
+    [ -z "${pki:-}" ] || rm -rf "$pki"
     [ -f "$tmp/ngx/logs/nginx.pid" ] && nginx -p "$tmp/ngx" -c conf/nginx.conf -s stop 2>/dev/null || true
     "$repo/scripts/pg.sh" stop "$tmp/pg" || true
     rm -rf "$tmp"
@@ -108,4 +114,49 @@ admin() {
     # admin METHOD PATH [JSON]
     curl -fsS -X "$1" -H "Authorization: Bearer $admin_token" \
         -H "Content-Type: application/json" ${3:+--data "$3"} "$base$2" >/dev/null
+}
+
+# bench_gateway PORT [DIRECTIVES]: a CA for kubenova_ca and the gateway's
+# server certificate (localhost) in $pki, and the gateway on PORT (TLS,
+# HTTP/2, client certificates of that CA) in bench_http_conf, with
+# DIRECTIVES in its location, as t/lib/KubeNova/Gateway.pm configures it
+# (registration needs both URLs; the public one only goes in answers the
+# benches do not use, and the API's port is not chosen yet)
+bench_gateway() {
+    pki=$(mktemp -d /tmp/kubenova-bench-pki.XXXXXX)
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 2 -subj /CN=bench-ca \
+        -addext basicConstraints=critical,CA:TRUE \
+        -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -keyout "$pki/gw.key" -out "$pki/gw.csr" -subj /CN=localhost 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' \
+        > "$pki/gw.ext"
+    openssl x509 -req -in "$pki/gw.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+        -CAcreateserial -days 2 -extfile "$pki/gw.ext" -out "$pki/gw.crt" 2>/dev/null
+    bench_http_conf="    kubenova_ca $pki/ca.crt $pki/ca.key;
+    kubenova_gateway_url https://localhost:$1;
+    kubenova_public_url http://127.0.0.1;
+    server {
+        listen 127.0.0.1:$1 ssl http2;
+        ssl_certificate $pki/gw.crt;
+        ssl_certificate_key $pki/gw.key;
+        ssl_client_certificate $pki/ca.crt;
+        ssl_verify_client optional_no_ca;
+        location /kubenova.v1.OperatorGateway/ {
+            kubenova_operator_gateway;
+            ${2:-}
+        }
+    }"
+}
+
+# bench_identities [identities.py names: NAME... or --prefix P --first I
+# --count N]: client certificates from $pki's CA in $pki/identities
+# (tls.key, NAME.crt), each recorded in cluster_certificates as the
+# register endpoint records it
+bench_identities() {
+    /usr/bin/python3 "$repo/bench/identities.py" --ca-cert "$pki/ca.crt" \
+        --ca-key "$pki/ca.key" --out "$pki/identities" "$@" > "$pki/identities.csv"
+    psql "$conninfo" -XqtA -v ON_ERROR_STOP=1 \
+        -c "\\copy cluster_certificates (serial, cluster, not_after) FROM '$pki/identities.csv' WITH (FORMAT csv)"
 }

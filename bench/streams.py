@@ -3,23 +3,29 @@
 has grpcio).  Stubs are generated from proto/kubenova.proto into --stubs
 by bench/streams before any of this runs.
 
+Every stream is mTLS: --ca is the CA of the gateway's certificate, and
+--identities the directory of bench/identities.py (a client certificate per
+cluster).
+
     streams.py --stubs DIR idle --target H:P --first I --count N
-        --secret-prefix P --timeout S
-        opens N streams (clusters bench-I .. bench-(I+N-1), secret P<i>),
-        one TCP connection each, says hello and waits for every Welcome;
+        --ca CRT --identities DIR --timeout S
+        opens N streams (clusters bench-I .. bench-(I+N-1), each with its
+        own identity), one TCP connection each, says hello and waits for every Welcome;
         prints "ready N SECONDS" (or "reached K: why") and keeps them open,
         idle, until SIGTERM
     streams.py --stubs DIR latency --target H:P --api URL --token T
-        --cluster C --secret S --tenant T --writes N
+        --cluster C --ca CRT --identities DIR --tenant T --writes N
         one stream; N REST writes one after the other; prints, one line
         per write, the ms from sending the POST to the update's arrival
         and from the POST's answer to it (negative: the update came first)
-    streams.py --stubs DIR throughput --target H:P --cluster C --secret S
-        --expect N
+    streams.py --stubs DIR throughput --target H:P --cluster C --ca CRT
+        --identities DIR --expect N
         one stream, hello with nothing applied; prints the seconds from
         the hello to the N-th update, and the bytes received
     streams.py --stubs DIR pyserver --port P --rows CSV --cluster C
-        a grpcio server answering Connect, after the hello, with the
+        --ca CRT --cert CRT --key KEY
+        a grpcio server over mTLS (server certificate and key, client
+        certificates of the CA required, as the gateway's) answering Connect, after the hello, with the
         messages nginx sends for those desired_state rows (kind, name,
         generation, spec): a Welcome, then one ObjectUpdate per row,
         built before it serves; until SIGTERM
@@ -40,6 +46,8 @@ from urllib.parse import urlparse
 
 import grpc
 
+from identities import CHANNEL_OPTIONS, channel_credentials
+
 METHOD = "/kubenova.v1.OperatorGateway/Connect"
 
 
@@ -53,7 +61,7 @@ def stubs(path):
 
 async def idle(args, pb):
     opts = [("grpc.use_local_subchannel_pool", 1),
-            ("grpc.enable_retries", 0)]
+            ("grpc.enable_retries", 0)] + CHANNEL_OPTIONS
     welcomed = 0
     failed = []
     calls = []
@@ -64,13 +72,15 @@ async def idle(args, pb):
         nonlocal welcomed
         await sem.acquire()
         held = True
-        ch = grpc.aio.insecure_channel(args.target, options=opts)
+        ch = grpc.aio.secure_channel(
+            args.target,
+            channel_credentials(args.ca, args.identities, "bench-%d" % i),
+            options=opts)
         call = ch.stream_stream(METHOD, request_serializer=lambda b: b,
                                 response_deserializer=lambda b: b)()
         calls.append((ch, call))
         hello = pb.OperatorMessage(hello=pb.Hello(
             cluster="bench-%d" % i,
-            cluster_secret="%s%d" % (args.secret_prefix, i),
             operator_version="bench")).SerializeToString()
         try:
             await call.write(hello)
@@ -123,14 +133,17 @@ async def idle(args, pb):
 # --- one stream, blocking API ----------------------------------------------
 
 class Stream:
-    def __init__(self, pb, target, cluster, secret, applied=()):
+    def __init__(self, pb, args, applied=()):
         self.pb = pb
         self.q = queue.Queue()
-        self.ch = grpc.insecure_channel(target, options=[
-            ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.max_receive_message_length", 64 << 20)])
+        self.ch = grpc.secure_channel(
+            args.target,
+            channel_credentials(args.ca, args.identities, args.cluster),
+            options=[("grpc.use_local_subchannel_pool", 1),
+                     ("grpc.max_receive_message_length", 64 << 20)]
+            + CHANNEL_OPTIONS)
         self.q.put(pb.OperatorMessage(hello=pb.Hello(
-            cluster=cluster, cluster_secret=secret,
+            cluster=args.cluster,
             applied=list(applied))).SerializeToString())
         self.call = self.ch.stream_stream(
             METHOD, request_serializer=lambda b: b,
@@ -163,7 +176,7 @@ def rest(api, token, method, path, body):
 
 
 def latency(args, pb):
-    s = Stream(pb, args.target, args.cluster, args.secret)
+    s = Stream(pb, args)
     arrived = {}
     welcome = threading.Event()
 
@@ -209,7 +222,7 @@ def latency(args, pb):
 
 def throughput(args, pb):
     t0 = time.monotonic()
-    s = Stream(pb, args.target, args.cluster, args.secret)
+    s = Stream(pb, args)
     n = 0
     size = 0
     t_end = None
@@ -259,7 +272,15 @@ def pyserver(args, pb):
             response_serializer=lambda b: b)})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port("127.0.0.1:%d" % args.port)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    server.add_secure_port("127.0.0.1:%d" % args.port,
+                           grpc.ssl_server_credentials(
+                               [(read(args.key), read(args.cert))],
+                               root_certificates=read(args.ca),
+                               require_client_auth=True))
     server.start()
     print("serving %d" % len(msgs), flush=True)
     signal.sigwait([signal.SIGTERM])
@@ -275,20 +296,24 @@ def main():
     p.add_argument("--target", required=True)
     p.add_argument("--first", type=int, default=1)
     p.add_argument("--count", type=int, required=True)
-    p.add_argument("--secret-prefix", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--identities", required=True)
     p.add_argument("--timeout", type=int, default=120)
     p = sub.add_parser("latency")
-    for a in ("target", "api", "token", "cluster", "secret", "tenant"):
+    for a in ("target", "api", "token", "cluster", "ca", "identities",
+              "tenant"):
         p.add_argument("--" + a, required=True)
     p.add_argument("--writes", type=int, default=200)
     p = sub.add_parser("throughput")
-    for a in ("target", "cluster", "secret"):
+    for a in ("target", "cluster", "ca", "identities"):
         p.add_argument("--" + a, required=True)
     p.add_argument("--expect", type=int, required=True)
     p = sub.add_parser("pyserver")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--rows", required=True)
     p.add_argument("--cluster", default="bench-tp")
+    for a in ("ca", "cert", "key"):
+        p.add_argument("--" + a, required=True)
     args = ap.parse_args()
     pb = stubs(args.stubs)
     if args.cmd == "idle":

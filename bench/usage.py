@@ -3,10 +3,11 @@
 grpcio).  Stubs are generated from proto/kubenova.proto into --stubs by
 bench/usage before any of this runs.
 
-    usage.py --stubs DIR report --target H:P --clusters N --secret-prefix P
-        --reports R --tenants T --first-sequence S --timeout SECONDS
-        opens N streams (clusters bench-1 .. bench-N, secret P<i>), one TCP
-        connection each, says hello and waits for every Welcome; then every
+    usage.py --stubs DIR report --target H:P --clusters N --ca CRT
+        --identities DIR --reports R --tenants T --first-sequence S
+        --timeout SECONDS
+        opens N streams (clusters bench-1 .. bench-N, each over mTLS with
+        its identity from DIR: bench/identities.py), one TCP connection each, says hello and waits for every Welcome; then every
         stream sends R usage reports at once (sequences S .. S+R-1, one
         window of an hour each, T tenants with every counter set), built
         before the clock starts, and waits for their R UsageAcks.  Prints
@@ -24,6 +25,8 @@ import sys
 import time
 
 import grpc
+
+from identities import CHANNEL_OPTIONS, channel_credentials
 
 METHOD = "/kubenova.v1.OperatorGateway/Connect"
 HOUR = 3600
@@ -47,7 +50,8 @@ def tenants(n):
 
 
 async def report(args, pb):
-    opts = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+    opts = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)] \
+        + CHANNEL_OPTIONS
     usage = [pb.TenantUsage(**t) for t in tenants(args.tenants)]
     messages = [pb.OperatorMessage(usage=pb.UsageReport(
                     sequence=args.first_sequence + r,
@@ -64,14 +68,16 @@ async def report(args, pb):
 
     async def one(i):
         nonlocal welcomed
-        ch = grpc.aio.insecure_channel(args.target, options=opts)
+        ch = grpc.aio.secure_channel(
+            args.target,
+            channel_credentials(args.ca, args.identities, "bench-%d" % i),
+            options=opts)
         call = ch.stream_stream(METHOD, request_serializer=lambda b: b,
                                 response_deserializer=lambda b: b)()
         try:
             async with sem:
                 await call.write(pb.OperatorMessage(hello=pb.Hello(
                     cluster="bench-%d" % i,
-                    cluster_secret="%s%d" % (args.secret_prefix, i),
                     operator_version="bench")).SerializeToString())
                 raw = await call.read()
                 if raw is grpc.aio.EOF:
@@ -126,7 +132,8 @@ def main():
     p = sub.add_parser("report")
     p.add_argument("--target", required=True)
     p.add_argument("--clusters", type=int, required=True)
-    p.add_argument("--secret-prefix", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--identities", required=True)
     p.add_argument("--reports", type=int, required=True)
     p.add_argument("--tenants", type=int, required=True)
     p.add_argument("--first-sequence", type=int, required=True)
