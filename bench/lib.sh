@@ -27,9 +27,17 @@ free_port() {
         'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0")->sockport'
 }
 
+# nginx is stopped by its pid, not by "nginx -s stop": that parses the
+# configuration again, and fails once files it names (the bench PKI) are gone
 bench_cleanup() {
+    local pid
+
+    if [ -f "$tmp/ngx/logs/nginx.pid" ]; then
+        pid=$(cat "$tmp/ngx/logs/nginx.pid")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     [ -z "${pki:-}" ] || rm -rf "$pki"
-    [ -f "$tmp/ngx/logs/nginx.pid" ] && nginx -p "$tmp/ngx" -c conf/nginx.conf -s stop 2>/dev/null || true
     "$repo/scripts/pg.sh" stop "$tmp/pg" || true
     rm -rf "$tmp"
 }
