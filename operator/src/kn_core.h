@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 
 #define KN_VERSION  "0.1.0"
@@ -25,6 +27,28 @@ typedef enum {
 
 
 #define KN_NELEMS(a)  (sizeof(a) / sizeof((a)[0]))
+
+
+/*
+ * A NUL-terminated copy of len bytes that need not be terminated (protobuf
+ * bytes, libcurl header lines): strndup() would look for a NUL past them.
+ * NULL when out of memory; free() it.
+ */
+static inline char *
+kn_memdup_str(const void *p, size_t len)
+{
+    char  *s;
+
+    s = malloc(len + 1);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    memcpy(s, p, len);
+    s[len] = '\0';
+
+    return s;
+}
 
 
 #endif /* KN_CORE_H */

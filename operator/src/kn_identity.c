@@ -201,8 +201,8 @@ kn_identity_set_cert(kn_identity_t *id, const char *cert_pem,
         return KN_ERROR;
     }
 
-    cert_copy = strndup(cert_pem, cert_len);
-    ca_copy = (ca_pem && ca_len) ? strndup(ca_pem, ca_len) : NULL;
+    cert_copy = kn_memdup_str(cert_pem, cert_len);
+    ca_copy = (ca_pem && ca_len) ? kn_memdup_str(ca_pem, ca_len) : NULL;
     bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     hex = bn ? BN_bn2hex(bn) : NULL;
     BN_free(bn);

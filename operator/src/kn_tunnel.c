@@ -1161,8 +1161,8 @@ kn_tun_header_cb(char *buf, size_t size, size_t nitems, void *userp)
 
     h = &req->headers[req->nheaders];
     kubenova__v1__header__init(h);
-    h->name = strndup(buf, nlen);
-    h->value = strndup(v, (size_t) (e - v));
+    h->name = kn_memdup_str(buf, nlen);
+    h->value = kn_memdup_str(v, (size_t) (e - v));
 
     if (h->name == NULL || h->value == NULL) {
         free(h->name);
