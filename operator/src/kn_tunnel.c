@@ -612,8 +612,12 @@ kn_tun_body(kn_tunnel_t *tun, const Kubenova__V1__TunnelData *d)
         return;
     }
 
-    memcpy(req->in + req->in_len, d->data.data, d->data.len);
-    req->in_len += d->data.len;
+    /* the last piece may be empty: protobuf-c gives it no data pointer */
+    if (d->data.len > 0) {
+        memcpy(req->in + req->in_len, d->data.data, d->data.len);
+        req->in_len += d->data.len;
+    }
+
     req->in_end = d->end;
 
     if (req->read_paused) {
