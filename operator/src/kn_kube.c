@@ -173,14 +173,10 @@ kn_kube_dup(const char *s, size_t len, int *failed)
         return NULL;
     }
 
-    p = malloc(len + 1);
+    p = kn_memdup_str(s, len);
     if (p == NULL) {
         *failed = 1;
-        return NULL;
     }
-
-    memcpy(p, s, len);
-    p[len] = '\0';
 
     return p;
 }
